@@ -1,0 +1,55 @@
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { errorHandler, notFoundHandler } from './errors.ts';
+import { type ReadinessCheck, registerHealth } from './health.ts';
+import { loggerOptions, QuietRequestLog, requestId } from './logger.ts';
+import { registerMetrics } from './metrics.ts';
+import type { Registry } from 'prom-client';
+
+/** What createService needs to know about the service it builds. */
+export interface ServiceOptions {
+  name: string;
+  logLevel: string;
+  readiness?: Record<string, ReadinessCheck>;
+  readinessTimeoutMs?: number;
+  fastify?: FastifyServerOptions;
+}
+
+declare module 'fastify' {
+  interface FastifySchema {
+    /** One line for the OpenAPI document. */
+    summary?: string;
+    description?: string;
+    tags?: string[];
+  }
+  interface FastifyInstance {
+    /** The app's own Prometheus registry, for service-specific metrics. */
+    metrics: Registry;
+  }
+}
+
+/**
+ * A Fastify instance with everything berth services share: request ids taken from x-request-id and
+ * echoed back, JSON logs naming the service, the shared error and 404 handlers, /healthz, /readyz
+ * and /metrics. Services add their routes to it.
+ */
+export function createService(options: ServiceOptions): FastifyInstance {
+  const app = Fastify({
+    logger: loggerOptions(options.name, options.logLevel),
+    logController: new QuietRequestLog(),
+    genReqId: requestId,
+    requestIdHeader: false,
+    // unknown fields are refused rather than silently dropped; verbose errors carry the offending
+    // value and the schema's description, which the error handler turns into the message
+    ajv: { customOptions: { removeAdditional: false, verbose: true } },
+    ...options.fastify,
+  });
+  app.addHook('onRequest', (request, reply, done) => {
+    reply.header('x-request-id', request.id);
+    done();
+  });
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler(notFoundHandler);
+  registerHealth(app, options.readiness ?? {}, options.readinessTimeoutMs);
+  app.decorate('metrics', registerMetrics(app, options.name));
+  return app;
+}

@@ -1,0 +1,9 @@
+export { createService, type ServiceOptions } from './app.ts';
+export { ConfigError, loadConfig, loadConfigOrExit } from './config.ts';
+export { dependencyUnavailable, describeValidation, errorHandler, HttpError, httpError, notFoundHandler } from './errors.ts';
+export { type CheckResult, type ReadinessCheck, registerHealth, runCheck, runChecks } from './health.ts';
+export { loggerOptions, QuietRequestLog, requestId } from './logger.ts';
+export { registerMetrics } from './metrics.ts';
+export { type BackoffOptions, backoffDelay, connectWithBackoff } from './retry.ts';
+export { baseEnv, ErrorResponse, urlEnv } from './schemas.ts';
+export { DRAIN_MS, serve } from './shutdown.ts';
