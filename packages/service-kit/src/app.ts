@@ -1,9 +1,9 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { Registry } from 'prom-client';
 import { errorHandler, notFoundHandler } from './errors.ts';
 import { type ReadinessCheck, registerHealth } from './health.ts';
 import { loggerOptions, QuietRequestLog, requestId } from './logger.ts';
 import { registerMetrics } from './metrics.ts';
-import type { Registry } from 'prom-client';
 
 /** What createService needs to know about the service it builds. */
 export interface ServiceOptions {

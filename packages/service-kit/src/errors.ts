@@ -1,5 +1,5 @@
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { STATUS_CODES } from 'node:http';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 /** An error raised on purpose: its status, code and message are meant for the caller, 5xx included. */
 export class HttpError extends Error {
@@ -95,7 +95,9 @@ export function errorHandler(this: FastifyInstance, error: FastifyError, request
       statusCode,
       code: deliberate ? error.code : 'INTERNAL_ERROR',
       error: errorName(statusCode),
-      message: deliberate ? error.message : `Something went wrong on our side; quote request id ${request.id} when reporting it`,
+      message: deliberate
+        ? error.message
+        : `Something went wrong on our side; quote request id ${request.id} when reporting it`,
     });
   }
   return reply.code(statusCode).send({

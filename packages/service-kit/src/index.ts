@@ -1,6 +1,13 @@
 export { createService, type ServiceOptions } from './app.ts';
 export { ConfigError, loadConfig, loadConfigOrExit } from './config.ts';
-export { dependencyUnavailable, describeValidation, errorHandler, HttpError, httpError, notFoundHandler } from './errors.ts';
+export {
+  dependencyUnavailable,
+  describeValidation,
+  errorHandler,
+  HttpError,
+  httpError,
+  notFoundHandler,
+} from './errors.ts';
 export { type CheckResult, type ReadinessCheck, registerHealth, runCheck, runChecks } from './health.ts';
 export { loggerOptions, QuietRequestLog, requestId } from './logger.ts';
 export { registerMetrics } from './metrics.ts';
