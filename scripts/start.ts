@@ -1,0 +1,162 @@
+// `npm start`: runs berth's Node services as local processes, wired exactly as docker-compose.yml wires
+// them, with one log stream. Infrastructure (Redis, PostgreSQL, NATS) is expected at the local defaults.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { infraEndpoints, loadCompose, type NativeService, nativeServices, startOrder } from './lib/compose.ts';
+import { prefixedLog } from './lib/log.ts';
+import { portAnswers, waitForHealth } from './lib/net.ts';
+
+const STOP_GRACE_MS = 10_000;
+const HEALTH_TIMEOUT_MS = 30_000;
+const SELF = 'berth';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const { values } = parseArgs({
+  options: {
+    file: { type: 'string', short: 'f', default: 'docker-compose.yml' },
+    only: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  },
+});
+
+if (values.help) {
+  process.stdout.write(`Usage: npm start [-- --only gateway,counter] [--file docker-compose.yml]
+
+Runs every Node service of the Compose file as a local process, in depends_on order, with the
+Compose environment (service host names pointed at 127.0.0.1). Ctrl-C stops them all.
+`);
+  process.exit(0);
+}
+
+const compose = loadCompose(resolve(root, values.file));
+const all = startOrder(nativeServices(compose));
+const only = values.only
+  ?.split(',')
+  .map((s) => s.trim())
+  .filter(Boolean);
+const unknown = only?.filter((name) => !all.some((s) => s.name === name)) ?? [];
+if (unknown.length > 0) {
+  process.stderr.write(`Unknown service "${unknown.join('", "')}"; known: ${all.map((s) => s.name).join(', ')}\n`);
+  process.exit(2);
+}
+const selected = only ? all.filter((s) => only.includes(s.name)) : all;
+const write = prefixedLog([SELF, ...selected.map((s) => s.name)]);
+const say = (line: string) => write(SELF, line);
+
+const children = new Map<string, ChildProcess>();
+const startup = new AbortController();
+let stopping: Promise<void> | undefined;
+
+function alive(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null;
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  return alive(child) ? new Promise((done) => child.once('exit', () => done())) : Promise.resolve();
+}
+
+// SIGTERM to every child, SIGKILL to whatever is still running after the grace period.
+function stopAll(exitCode: number): Promise<void> {
+  stopping ??= (async () => {
+    startup.abort();
+    const running = [...children.values()].filter(alive);
+    if (running.length > 0) say(`stopping ${[...children.keys()].join(', ')}`);
+    for (const child of running) child.kill('SIGTERM');
+    const grace = new Promise<'timeout'>((done) => setTimeout(done, STOP_GRACE_MS, 'timeout').unref());
+    if ((await Promise.race([Promise.all(running.map(exited)), grace])) === 'timeout') {
+      for (const [name, child] of children) {
+        if (!alive(child)) continue;
+        say(`${name} did not stop within ${STOP_GRACE_MS / 1000} s; killing it`);
+        child.kill('SIGKILL');
+      }
+      await Promise.all(running.map(exited));
+    }
+    process.exit(exitCode);
+  })();
+  return stopping;
+}
+
+function run(svc: NativeService): ChildProcess {
+  const entry = join('services', svc.service, 'src', 'main.ts');
+  // Its own process group: a terminal Ctrl-C reaches only this script, which then stops each child
+  // once (the services treat a second signal as "exit now").
+  const child = spawn(process.execPath, [entry], {
+    cwd: root,
+    env: { ...process.env, ...svc.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  for (const stream of [child.stdout, child.stderr]) {
+    createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY }).on('line', (line) => write(svc.name, line));
+  }
+  child.on('error', (err) => say(`${svc.name} could not start: ${err.message}`));
+  child.on('exit', (code, signal) => {
+    if (stopping) return;
+    say(`${svc.name} exited unexpectedly (${signal ? `signal ${signal}` : `code ${code}`}); stopping the rest`);
+    void stopAll(1);
+  });
+  children.set(svc.name, child);
+  return child;
+}
+
+function healthUrl(svc: NativeService): string {
+  return `http://127.0.0.1:${svc.port}/healthz`;
+}
+
+process.on('SIGINT', () => {
+  if (stopping) {
+    for (const child of children.values()) if (alive(child)) child.kill('SIGKILL');
+    process.exit(130);
+  }
+  void stopAll(0);
+});
+process.on('SIGTERM', () => void stopAll(0));
+// Never leave a service behind, whatever way this script ends.
+process.on('exit', () => {
+  for (const child of children.values()) if (alive(child)) child.kill('SIGKILL');
+});
+
+for (const infra of infraEndpoints(compose)) {
+  const users = infra.usedBy.filter((name) => selected.some((s) => s.name === name));
+  if (users.length === 0) continue;
+  if (!(await portAnswers(infra.port))) {
+    say(
+      `warning: ${infra.name} is not answering on 127.0.0.1:${infra.port} (needed by ${users.join(', ')}); ` +
+        `start it, e.g. docker compose -f docker-compose.yml -f docker-compose.test.yml up -d ${infra.name}`,
+    );
+  }
+}
+
+try {
+  for (const svc of selected) {
+    for (const depName of svc.dependsOn) {
+      const dep = all.find((s) => s.name === depName);
+      if (!dep || dep.port === undefined) continue;
+      if (children.has(dep.name)) {
+        say(`${svc.name} waits for ${dep.name}`);
+        await waitForHealth(healthUrl(dep), { timeoutMs: HEALTH_TIMEOUT_MS, signal: startup.signal });
+      } else if (!(await portAnswers(dep.port))) {
+        say(`warning: ${dep.name} is not running here or on 127.0.0.1:${dep.port}; ${svc.name} starts without it`);
+      }
+    }
+    say(
+      `starting ${svc.name} (node ${join('services', svc.service, 'src', 'main.ts')}, port ${svc.port ?? 'unknown'})`,
+    );
+    run(svc);
+  }
+  const last = selected.filter((s) => s.port !== undefined);
+  await Promise.all(
+    last.map((s) => waitForHealth(healthUrl(s), { timeoutMs: HEALTH_TIMEOUT_MS, signal: startup.signal })),
+  );
+  const published = selected.filter((s) => compose.services[s.name]?.ports?.length);
+  const urls = published.map((s) => `${s.name} http://localhost:${s.port}`).join(', ');
+  say(`all up${urls ? `: ${urls}` : ''}; Ctrl-C stops everything`);
+} catch (err) {
+  if (!stopping) {
+    say(`start-up failed: ${(err as Error).message}`);
+    await stopAll(1);
+  }
+}
