@@ -1,0 +1,266 @@
+// No Docker engine runs where the tests run, so the Compose wiring is checked against the code here:
+// ports, env names each service's config accepts, healthchecks, depends_on conditions, published ports.
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { loadConfig } from '@berth/service-kit';
+import type { TObject } from 'typebox';
+import {
+  buildArgsOf,
+  type ComposeFile,
+  type ComposeService,
+  dependenciesOf,
+  environmentOf,
+  infraEndpoints,
+  isNodeService,
+  loadCompose,
+  localize,
+  nativeServices,
+  publishedPorts,
+  startOrder,
+  urlTarget,
+} from '../scripts/lib/compose.ts';
+import { interpolate } from '../scripts/lib/interpolate.ts';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const composePath = join(root, 'docker-compose.yml');
+// Interpolated with no variables set: what a fresh clone without .env gets.
+const compose = loadCompose(composePath, { env: {} });
+const raw = loadCompose(composePath, { interpolate: false });
+const services = Object.entries(compose.services);
+const nodeServices = services.filter(([, s]) => isNodeService(s));
+const infraServices = services.filter(([, s]) => !isNodeService(s));
+
+/** DESIGN.md's port table. */
+const DESIGN_PORTS: Record<string, number> = { gateway: 5000, counter: 3001, jokes: 3002, images: 3003 };
+/** Where each kind of infrastructure listens inside the Compose network. */
+const INFRA_PORTS: Array<[RegExp, number]> = [
+  [/(^|\/)redis:/, 6379],
+  [/(^|\/)postgres:/, 5432],
+  [/(^|\/)nats:/, 4222],
+];
+const TERMINAL_CONDITIONS = ['service_healthy', 'service_completed_successfully'];
+
+function dirOf(service: ComposeService): string {
+  return buildArgsOf(service).SERVICE ?? '';
+}
+
+function healthText(service: ComposeService): string {
+  const check = service.healthcheck?.test;
+  return Array.isArray(check) ? check.join(' ') : (check ?? '');
+}
+
+/** The port a Compose service listens on inside the network. */
+function listenPort(name: string): number | undefined {
+  const service = compose.services[name];
+  if (!service) return undefined;
+  if (isNodeService(service)) return Number(environmentOf(service).PORT ?? DESIGN_PORTS[dirOf(service)]);
+  return INFRA_PORTS.find(([image]) => image.test(service.image ?? ''))?.[1];
+}
+
+const schemas = new Map<string, TObject>();
+async function configSchema(dir: string): Promise<TObject> {
+  const cached = schemas.get(dir);
+  if (cached) return cached;
+  const file = join(root, 'services', dir, 'src', 'config.ts');
+  assert.ok(existsSync(file), `services/${dir}/src/config.ts does not exist, but "${dir}" is in docker-compose.yml`);
+  const exportName = `${dir[0]?.toUpperCase()}${dir.slice(1)}Env`;
+  const module = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+  const schema = module[exportName] as TObject | undefined;
+  assert.ok(schema?.properties, `services/${dir}/src/config.ts must export its env schema as "${exportName}"`);
+  schemas.set(dir, schema);
+  return schema;
+}
+
+describe('docker-compose.yml', () => {
+  test('has the gateway, the counter and Redis', () => {
+    for (const name of ['gateway', 'counter', 'redis']) assert.ok(compose.services[name], `service "${name}" missing`);
+  });
+
+  test('only the gateway publishes a port, and it is 5000 on 5000', () => {
+    const publishing = services.filter(([, s]) => (s.ports ?? []).length > 0).map(([name]) => name);
+    assert.deepEqual(publishing, ['gateway']);
+    assert.deepEqual(publishedPorts(compose.services.gateway as ComposeService), [{ published: 5000, target: 5000 }]);
+  });
+
+  test('every Node service is built from infra/Dockerfile with the repository as context', () => {
+    assert.ok(nodeServices.length > 0);
+    for (const [name, service] of nodeServices) {
+      const build = service.build;
+      assert.ok(build && typeof build === 'object', `${name}: build must be a map`);
+      assert.equal(build.context, '.', `${name}: build context`);
+      assert.equal(build.dockerfile, 'infra/Dockerfile', `${name}: dockerfile`);
+      const entry = join(root, 'services', dirOf(service), 'src', 'main.ts');
+      assert.ok(existsSync(entry), `${name}: services/${dirOf(service)}/src/main.ts does not exist`);
+    }
+  });
+
+  test("each Node service listens on DESIGN.md's port and its healthcheck hits that port's /healthz", async () => {
+    for (const [name, service] of nodeServices) {
+      const dir = dirOf(service);
+      const expected = DESIGN_PORTS[dir];
+      assert.ok(expected, `${name}: "${dir}" has no port in DESIGN.md`);
+      const schema = await configSchema(dir);
+      const config = loadConfig(schema, environmentOf(service)) as { PORT: number };
+      assert.equal(config.PORT, expected, `${name}: PORT`);
+      const text = healthText(service);
+      assert.ok(text.includes(`http://127.0.0.1:${expected}/healthz`), `${name}: healthcheck "${text}"`);
+      assert.equal(service.healthcheck?.test?.[0], 'CMD', `${name}: healthcheck runs without a shell`);
+    }
+  });
+
+  test('every env name given to a Node service is one its config schema accepts, with a valid value', async () => {
+    for (const [name, service] of nodeServices) {
+      const schema = await configSchema(dirOf(service));
+      const env = environmentOf(service);
+      const accepted = Object.keys(schema.properties);
+      for (const key of Object.keys(env)) {
+        assert.ok(accepted.includes(key), `${name}: ${key} is not in its config schema (${accepted.join(', ')})`);
+      }
+      assert.doesNotThrow(() => loadConfig(schema, env), `${name}: its Compose environment does not validate`);
+    }
+  });
+
+  test('URLs point at Compose services that exist, on the port they listen on', () => {
+    for (const [name, service] of nodeServices) {
+      for (const [key, value] of Object.entries(environmentOf(service))) {
+        const target = urlTarget(value);
+        if (!target) continue;
+        assert.ok(compose.services[target.host], `${name}: ${key}="${value}" names no Compose service`);
+        assert.equal(target.port, listenPort(target.host), `${name}: ${key}="${value}" port`);
+      }
+    }
+    const counter = environmentOf(compose.services.gateway as ComposeService);
+    assert.equal(counter.COUNTER_URL, 'http://counter:3001');
+  });
+
+  test('depends_on waits for health (or completion) and every awaited service has a healthcheck', () => {
+    for (const [name, service] of services) {
+      for (const [dep, condition] of Object.entries(dependenciesOf(service))) {
+        const target = compose.services[dep];
+        assert.ok(target, `${name} depends on "${dep}", which is not a service`);
+        assert.ok(TERMINAL_CONDITIONS.includes(condition), `${name} -> ${dep}: condition "${condition}"`);
+        if (condition === 'service_healthy') assert.ok(target.healthcheck?.test, `${dep} has no healthcheck`);
+      }
+    }
+    assert.equal(dependenciesOf(compose.services.counter as ComposeService).redis, 'service_healthy');
+    assert.equal(dependenciesOf(compose.services.gateway as ComposeService).counter, 'service_healthy');
+  });
+
+  test('infrastructure services use a pinned image and have a healthcheck', () => {
+    assert.ok(infraServices.length > 0);
+    for (const [name, service] of infraServices) {
+      assert.match(service.image ?? '', /:[\w.-]+$/, `${name}: image needs a tag`);
+      assert.doesNotMatch(service.image ?? '', /:latest$/, `${name}: image must not be :latest`);
+      assert.ok(service.healthcheck?.test, `${name}: no healthcheck`);
+    }
+    assert.deepEqual(compose.services.redis?.healthcheck?.test, ['CMD', 'redis-cli', 'ping']);
+  });
+
+  test('Node services restart unless stopped', () => {
+    for (const [name, service] of nodeServices) assert.equal(service.restart, 'unless-stopped', name);
+  });
+
+  test('nothing secret-looking is written inline', () => {
+    const secretName = /PASSWORD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|CREDENTIAL/i;
+    for (const [name, service] of Object.entries(raw.services)) {
+      for (const [key, value] of Object.entries(environmentOf(service))) {
+        if (secretName.test(key) && value !== '') {
+          assert.match(value, /^\$\{[A-Z0-9_]+(:?\?[^}]*)?\}$/, `${name}: ${key} must come from a variable`);
+        }
+        const password = /^[a-z][a-z0-9+.-]*:\/\/[^:@/]*:([^@/]+)@/i.exec(value)?.[1];
+        if (password) assert.match(password, /^\$\{/, `${name}: ${key} has a password written inline`);
+      }
+    }
+  });
+
+  test('every variable it interpolates is listed in .env.example', () => {
+    const text = readFileSync(composePath, 'utf8');
+    const used = new Set([...text.matchAll(/\$\{([A-Z0-9_]+)/g)].map((m) => m[1]));
+    const example = readFileSync(join(root, '.env.example'), 'utf8');
+    for (const name of used) assert.match(example, new RegExp(`^${name}=`, 'm'), `${name} missing from .env.example`);
+  });
+});
+
+describe('docker-compose.test.yml', () => {
+  const override = loadCompose(join(root, 'docker-compose.test.yml'), { env: {} }) as ComposeFile;
+
+  test('only publishes infrastructure ports, on loopback, at their standard numbers', () => {
+    for (const [name, service] of Object.entries(override.services)) {
+      const base = compose.services[name];
+      assert.ok(base, `"${name}" is not in docker-compose.yml`);
+      assert.ok(!isNodeService(base), `${name} is a Node service; tests start those themselves`);
+      for (const port of service.ports ?? []) assert.match(String(port), /^127\.0\.0\.1:/, `${name}: "${port}"`);
+      const expected = listenPort(name);
+      assert.deepEqual(publishedPorts(service), [{ published: expected, target: expected }]);
+    }
+    assert.ok(override.services.redis, 'Redis is published for npm test');
+  });
+});
+
+describe('infra/Dockerfile', () => {
+  const dockerfile = readFileSync(join(root, 'infra', 'Dockerfile'), 'utf8');
+
+  test('builds any service from node:24-alpine as a non-root user with production dependencies only', () => {
+    assert.match(dockerfile, /^ARG SERVICE$/m);
+    assert.match(dockerfile, /node:24-alpine/);
+    assert.match(dockerfile, /npm ci --omit=dev --workspace "services\/\$\{SERVICE\}"/);
+    assert.match(dockerfile, /^USER node$/m);
+    assert.match(dockerfile, /^CMD \["node", "src\/main\.ts"\]$/m);
+  });
+});
+
+describe('scripts/lib/compose.ts', () => {
+  test('maps the Compose file to native services with host names pointed at 127.0.0.1', () => {
+    const native = startOrder(nativeServices(compose));
+    assert.deepEqual(
+      native.map((s) => [s.name, s.service, s.port]),
+      [
+        ['counter', 'counter', 3001],
+        ['gateway', 'gateway', 5000],
+      ],
+    );
+    const [counter, gateway] = native;
+    assert.equal(counter?.env.REDIS_URL, 'redis://127.0.0.1:6379');
+    assert.equal(gateway?.env.COUNTER_URL, 'http://127.0.0.1:3001');
+    assert.equal(gateway?.env.JOKES_URL, '');
+    assert.deepEqual(gateway?.dependsOn, ['counter']);
+    assert.deepEqual(infraEndpoints(compose), [{ name: 'redis', port: 6379, usedBy: ['counter'] }]);
+  });
+
+  test('a published port in front of the service becomes its native port', () => {
+    const moved = loadCompose(composePath, { env: { GATEWAY_PORT: '5050' } });
+    const gateway = nativeServices(moved).find((s) => s.name === 'gateway');
+    assert.equal(gateway?.port, 5050);
+    assert.equal(gateway?.env.PORT, '5050');
+  });
+
+  test('localize rewrites only whole Compose host names and keeps the rest of the URL', () => {
+    const hosts = new Set(['db', 'counter']);
+    assert.equal(localize('postgres://app:pw@db:5432/jokes?x=1', hosts), 'postgres://app:pw@127.0.0.1:5432/jokes?x=1');
+    assert.equal(localize('http://counter', hosts), 'http://127.0.0.1');
+    assert.equal(localize('http://counterx:3001', hosts), 'http://counterx:3001');
+    assert.equal(localize('http://example.com/db', hosts), 'http://example.com/db');
+    assert.equal(localize('counter', hosts), 'counter');
+  });
+
+  test('startOrder puts dependencies first and rejects a cycle', () => {
+    const svc = (name: string, dependsOn: string[]) => ({ name, service: name, env: {}, dependsOn, port: undefined });
+    const order = startOrder([svc('a', ['b']), svc('b', ['c', 'redis']), svc('c', [])]).map((s) => s.name);
+    assert.deepEqual(order, ['c', 'b', 'a']);
+    assert.throws(() => startOrder([svc('a', ['b']), svc('b', ['a'])]), /cycle: a -> b -> a/);
+  });
+
+  test('interpolation follows Compose: defaults, empty versus unset, required, $$', () => {
+    const vars = { SET: 'x', EMPTY: '' };
+    // biome-ignore-start lint/suspicious/noTemplateCurlyInString: Compose's own ${} syntax is under test
+    assert.equal(interpolate('${SET:-d} ${EMPTY:-d} ${UNSET:-d}', vars), 'x d d');
+    assert.equal(interpolate('${EMPTY-d} ${UNSET-d}', vars), ' d');
+    assert.equal(interpolate('$SET ${SET} $${SET} ${UNSET}', vars), 'x x ${SET} ');
+    assert.equal(interpolate('${SET:+on} ${EMPTY:+on} ${EMPTY+on}', vars), 'on  on');
+    assert.throws(() => interpolate('${UNSET:?set it in .env}', vars), /Variable "UNSET" is required: set it in \.env/);
+    // biome-ignore-end lint/suspicious/noTemplateCurlyInString: Compose's own ${} syntax is under test
+  });
+});
