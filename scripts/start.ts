@@ -62,8 +62,9 @@ function exited(child: ChildProcess): Promise<void> {
 function stopAll(exitCode: number): Promise<void> {
   stopping ??= (async () => {
     startup.abort();
+    const names = [...children].filter(([, child]) => alive(child)).map(([name]) => name);
     const running = [...children.values()].filter(alive);
-    if (running.length > 0) say(`stopping ${[...children.keys()].join(', ')}`);
+    if (running.length > 0) say(`stopping ${names.join(', ')}`);
     for (const child of running) child.kill('SIGTERM');
     const grace = new Promise<'timeout'>((done) => setTimeout(done, STOP_GRACE_MS, 'timeout').unref());
     if ((await Promise.race([Promise.all(running.map(exited)), grace])) === 'timeout') {
