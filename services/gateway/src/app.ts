@@ -1,5 +1,6 @@
 import { createService } from '@berth/service-kit';
 import { type GatewayConfig, upstreams } from './config.ts';
+import { refuseDotSegments } from './forward.ts';
 import { upstreamChecks } from './readiness.ts';
 import { proxyRoutes } from './routes/proxy.ts';
 
@@ -13,6 +14,7 @@ export function buildApp(config: GatewayConfig) {
     // the upstreams' own checks have READY_TIMEOUT_MS; give the aggregate a little more
     readinessTimeoutMs: config.READY_TIMEOUT_MS + 250,
   });
+  app.addHook('onRequest', refuseDotSegments);
   proxyRoutes(app, list, config);
   return app;
 }

@@ -1,0 +1,73 @@
+import { request } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createServer } from 'node:net';
+import { loadConfig } from '@berth/service-kit';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { buildApp } from '../src/app.ts';
+import { GatewayEnv } from '../src/config.ts';
+
+/** A gateway app built from env overrides, quiet unless LOG_LEVEL is set. */
+export function gateway(env: Record<string, string>) {
+  const config = loadConfig(GatewayEnv, { LOG_LEVEL: 'silent', JOKES_URL: '', IMAGES_URL: '', ...env });
+  return buildApp(config);
+}
+
+/** A port nothing listens on: bound once, then released. */
+export async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** Starts a Fastify app on a free loopback port and returns its base URL. */
+export async function listen(app: FastifyInstance): Promise<string> {
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+}
+
+/** An upstream that reports what it received, answers slowly or big on request, for proxy tests. */
+export function echoUpstream(): FastifyInstance {
+  const app = Fastify();
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  const echo = async (request: { method: string; url: string; headers: unknown; body?: unknown }) => ({
+    method: request.method,
+    url: request.url,
+    headers: request.headers,
+    body: Buffer.isBuffer(request.body) ? request.body.toString('utf8') : null,
+  });
+  app.all('/counter', echo);
+  app.all('/counter/echo/*', echo);
+  app.get('/counter/slow', async () => {
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    return { late: true };
+  });
+  app.get('/counter/big', async (_request, reply) => {
+    reply.type('application/octet-stream');
+    return Buffer.alloc(1024 * 1024 + 7, 7);
+  });
+  app.get('/counter/created', async (_request, reply) => {
+    reply.code(201).header('location', '/counter/x').header('set-cookie', ['a=1', 'b=2']);
+    return { created: true };
+  });
+  app.get('/readyz', async () => ({ status: 'ready' }));
+  return app;
+}
+
+/** GET with the path sent exactly as written (no client-side normalisation). */
+export function rawGet(base: string, path: string): Promise<{ statusCode: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${base}/`, { path, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk) => {
+        body += chunk;
+      });
+      res.on('end', () => resolve({ statusCode: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}

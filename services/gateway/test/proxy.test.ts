@@ -1,0 +1,145 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { closedPort, echoUpstream, gateway, listen, rawGet } from './helpers.ts';
+
+describe('gateway forwarding', () => {
+  let upstream: FastifyInstance;
+  let app: FastifyInstance;
+
+  before(async () => {
+    upstream = echoUpstream();
+    const url = await listen(upstream);
+    app = gateway({ COUNTER_URL: url, UPSTREAM_TIMEOUT_MS: '300' });
+    await app.ready();
+  });
+
+  after(async () => {
+    await app.close();
+    await upstream.close();
+  });
+
+  test('forwards method, path and query unchanged', async () => {
+    const res = await app.inject({ method: 'GET', url: '/counter/echo/a/b?x=1&y=%20z' });
+    assert.equal(res.statusCode, 200);
+    const seen = res.json();
+    assert.equal(seen.method, 'GET');
+    assert.equal(seen.url, '/counter/echo/a/b?x=1&y=%20z');
+  });
+
+  test('passes a given x-request-id upstream and echoes it', async () => {
+    const res = await app.inject({ url: '/counter/echo/id', headers: { 'x-request-id': 'trace-42' } });
+    assert.equal(res.headers['x-request-id'], 'trace-42');
+    assert.equal(res.json().headers['x-request-id'], 'trace-42');
+  });
+
+  test('generates a request id when none is given and sends the same one upstream', async () => {
+    const res = await app.inject({ url: '/counter/echo/id' });
+    const id = res.headers['x-request-id'];
+    assert.match(String(id), /^[0-9a-f-]{36}$/);
+    assert.equal(res.json().headers['x-request-id'], id);
+  });
+
+  test('adds x-forwarded-for and drops hop-by-hop headers', async () => {
+    const res = await app.inject({
+      url: '/counter/echo/h',
+      headers: { 'x-forwarded-for': '203.0.113.9', connection: 'keep-alive, x-secret', 'keep-alive': 'timeout=5' },
+    });
+    const headers = res.json().headers;
+    assert.equal(headers['x-forwarded-for'], '203.0.113.9, 127.0.0.1');
+    assert.equal(headers['keep-alive'], undefined);
+  });
+
+  test('streams a request body through untouched', async () => {
+    const payload = JSON.stringify({ joke: 'naïve café ☕', n: [1, 2, 3] });
+    const res = await app.inject({
+      method: 'POST',
+      url: '/counter/echo/body',
+      headers: { 'content-type': 'application/json' },
+      payload,
+    });
+    assert.equal(res.statusCode, 200);
+    assert.equal(res.json().body, payload);
+    assert.equal(res.json().method, 'POST');
+  });
+
+  test('relays status, Location and repeated headers', async () => {
+    const res = await app.inject({ url: '/counter/created' });
+    assert.equal(res.statusCode, 201);
+    assert.equal(res.headers.location, '/counter/x');
+    assert.deepEqual(res.headers['set-cookie'], ['a=1', 'b=2']);
+  });
+
+  test('streams an answer larger than the buffering limit intact', async () => {
+    const res = await app.inject({ url: '/counter/big' });
+    assert.equal(res.statusCode, 200);
+    assert.equal(res.rawPayload.length, 1024 * 1024 + 7);
+    assert.ok(res.rawPayload.every((byte) => byte === 7));
+  });
+
+  test('answers 504 JSON when the upstream is slower than UPSTREAM_TIMEOUT_MS', async () => {
+    const started = performance.now();
+    const res = await app.inject({ url: '/counter/slow' });
+    const elapsed = performance.now() - started;
+    assert.equal(res.statusCode, 504);
+    assert.equal(res.json().code, 'UPSTREAM_TIMEOUT');
+    assert.match(res.json().message, /counter service did not answer within 300 ms/);
+    assert.ok(elapsed < 2000, `took ${elapsed} ms`);
+  });
+
+  test('refuses paths with dot segments instead of forwarding them', async () => {
+    // over a real socket: an in-process request would resolve the dot segments before the gateway saw them
+    const base = await listen(app);
+    for (const path of ['/counter/../jokes', '/counter/%2e%2e/admin', '/counter/./x', '/counter/%2E%2e%2fjokes']) {
+      const res = await rawGet(base, path);
+      assert.equal(res.statusCode, 400, path);
+      assert.equal(JSON.parse(res.body).code, 'INVALID_PATH');
+    }
+    const broken = await rawGet(base, '/counter/%zz');
+    assert.equal(broken.statusCode, 400, 'a path that does not decode is refused too');
+  });
+
+  test('answers 503 naming the variable for a service that is not deployed', async () => {
+    const res = await app.inject({ url: '/jokes/random' });
+    assert.equal(res.statusCode, 503);
+    assert.equal(res.json().code, 'SERVICE_NOT_DEPLOYED');
+    assert.match(res.json().message, /JOKES_URL/);
+  });
+
+  test('answers 404 in the shared shape for paths no service owns', async () => {
+    const res = await app.inject({ url: '/nowhere' });
+    assert.equal(res.statusCode, 404);
+    assert.equal(res.json().code, 'ROUTE_NOT_FOUND');
+  });
+});
+
+describe('gateway with an upstream that is down', () => {
+  test('answers 503 JSON fast when nothing listens at the upstream address', async () => {
+    const port = await closedPort();
+    const app = gateway({ COUNTER_URL: `http://127.0.0.1:${port}` });
+    try {
+      const started = performance.now();
+      const res = await app.inject({ url: '/' });
+      const elapsed = performance.now() - started;
+      assert.equal(res.statusCode, 503);
+      assert.equal(res.headers['content-type'], 'application/json; charset=utf-8');
+      assert.equal(res.json().code, 'UPSTREAM_UNAVAILABLE');
+      assert.match(res.json().message, /counter service is unavailable/);
+      assert.ok(elapsed < 2000, `took ${elapsed} ms`);
+    } finally {
+      await app.close();
+    }
+  });
+
+  test('survives many failing requests at once and still answers', async () => {
+    const port = await closedPort();
+    const app = gateway({ COUNTER_URL: `http://127.0.0.1:${port}` });
+    try {
+      const answers = await Promise.all(Array.from({ length: 200 }, () => app.inject({ url: '/counter/x' })));
+      assert.ok(answers.every((res) => res.statusCode === 503));
+      assert.equal((await app.inject({ url: '/healthz' })).statusCode, 200);
+    } finally {
+      await app.close();
+    }
+  });
+});
