@@ -28,7 +28,7 @@ function describe(issue: AjvIssue, env: NodeJS.ProcessEnv): string {
  */
 export function loadConfig<S extends TObject>(schema: S, env: NodeJS.ProcessEnv = process.env): Static<S> {
   try {
-    return envSchema<Static<S>>({ schema, data: env, dotenv: false });
+    return envSchema<Static<S>>({ schema, data: env, env: false, dotenv: false });
   } catch (err) {
     const issues = (err as { errors?: AjvIssue[] }).errors;
     if (!issues) throw err;
