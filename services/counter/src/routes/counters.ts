@@ -3,18 +3,19 @@ import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import type { CounterRepository } from '../repository.ts';
 
+// "." and ".." are path segments that clients and proxies resolve away, so they cannot name a counter
 const Params = Type.Object({
   name: Type.String({
-    pattern: '^[a-z0-9._-]{1,64}$',
-    description: 'must be 1 to 64 characters of a-z, 0-9, ".", "_" and "-"',
+    pattern: '^(?!\\.\\.?$)[a-z0-9._-]{1,64}$',
+    description: 'must be 1 to 64 characters of a-z, 0-9, ".", "_" and "-", other than "." and ".."',
   }),
 });
 
+const BY_RULE = 'must be a whole number from 1 to 1000000';
+
 const IncrementBody = Type.Object(
   {
-    by: Type.Optional(
-      Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'must be a whole number from 1 to 1000000' }),
-    ),
+    by: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: BY_RULE })),
   },
   { additionalProperties: false },
 );
@@ -46,6 +47,11 @@ export function counterRoutes(app: FastifyInstance, counters: CounterRepository)
       // the body is optional: no body means { by: 1 }
       preValidation: async (request) => {
         request.body ??= {};
+        // Fastify's Ajv coerces body types, which would take "2", true or [2] as a number; JSON numbers only
+        const by: unknown = request.body?.by;
+        if (by !== undefined && typeof by !== 'number') {
+          throw httpError(400, 'VALIDATION_ERROR', `Body field "by" ${BY_RULE} (got ${JSON.stringify(by)})`);
+        }
       },
     },
     async (request) => {
