@@ -1,0 +1,46 @@
+import { execFileSync } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os';
+import { ROOT } from './services.ts';
+
+/** The machine a run measured on, so figures from different machines are not compared blindly. */
+export function machine() {
+  return {
+    cpu: cpus()[0]?.model.trim() ?? 'unknown',
+    cores: availableParallelism(),
+    memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+    node: process.version,
+    os: `${process.platform} ${release()}`,
+    /** Load before the run: other work on the machine skews the figures. */
+    loadAverage: loadavg().map((value) => Math.round(value * 100) / 100),
+  };
+}
+
+/** The commit measured, marked dirty when the working tree has changes. */
+export function commit(): string {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    });
+    return dirty.trim() ? `${head}-dirty` : head;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Writes bench/results/<YYYY-MM-DD>.json (UTC date; a later run the same day replaces it) and returns its path. */
+export async function writeResults(startedAt: Date, data: unknown): Promise<string> {
+  const dir = `${ROOT}bench/results`;
+  await mkdir(dir, { recursive: true });
+  const file = `${dir}/${startedAt.toISOString().slice(0, 10)}.json`;
+  await writeFile(file, `${JSON.stringify(data, roundNumbers, 2)}\n`);
+  return file;
+}
+
+/** Keeps three decimals: more is noise and bloats the file. */
+function roundNumbers(_key: string, value: unknown): unknown {
+  if (typeof value !== 'number' || Number.isInteger(value)) return value;
+  return Number.isFinite(value) ? Math.round(value * 1000) / 1000 : null;
+}

@@ -1,0 +1,130 @@
+// npm run bench: starts its own stack on free ports, loads it, prints the figures against the issue's
+// targets and writes bench/results/<date>.json. Usage: npm run bench -- --help
+import { createRequire } from 'node:module';
+import { readOptions } from './lib/options.ts';
+import { removeKeys, runKeyPrefix } from './lib/redis.ts';
+import { formatChecks, formatSection } from './lib/report.ts';
+import { commit, machine, writeResults } from './lib/results.ts';
+import type { BenchContext, ScenarioReport } from './lib/scenario.ts';
+import { type StackUrls, startGateway, startService, type UpstreamName } from './lib/services.ts';
+import { describeTail, Stack } from './lib/stack.ts';
+import { scenarios } from './scenarios/index.ts';
+
+const log = (line: string) => console.log(line);
+const options = readOptions(
+  process.argv.slice(2),
+  scenarios.map((s) => s.name),
+);
+const selected = options.only.length > 0 ? scenarios.filter((s) => options.only.includes(s.name)) : scenarios;
+const cannon = createRequire(import.meta.url)('autocannon/package.json') as { version: string };
+
+const startedAt = new Date();
+const keyPrefix = runKeyPrefix();
+const stack = new Stack();
+const controller = new AbortController();
+
+function interrupt(signal: NodeJS.Signals) {
+  if (controller.signal.aborted) process.exit(130); // a second Ctrl-C: the exit hook kills the children
+  console.error(`\n${signal}: stopping the benchmark and everything it started`);
+  controller.abort(new Error(`Interrupted by ${signal}`));
+}
+process.on('SIGINT', interrupt);
+process.on('SIGTERM', interrupt);
+
+/** The env each service needs beyond PORT, HOST and LOG_LEVEL. */
+function serviceEnv(name: UpstreamName): Record<string, string> {
+  switch (name) {
+    case 'counter':
+      return { REDIS_URL: options.redisUrl, REDIS_KEY_PREFIX: keyPrefix };
+    default:
+      throw new Error(`No benchmark settings for the ${name} service yet; add them to serviceEnv in bench/run.ts`);
+  }
+}
+
+async function startStack(): Promise<StackUrls> {
+  const urls: StackUrls = {};
+  const needs = [...new Set(selected.flatMap((s) => s.needs))];
+  for (const name of needs) {
+    urls[name] = await startService(stack, name, serviceEnv(name));
+    log(`${name} ready at ${urls[name]}`);
+    controller.signal.throwIfAborted();
+  }
+  urls.gateway = await startGateway(stack, urls);
+  log(`gateway ready at ${urls.gateway}`);
+  return urls;
+}
+
+async function main(): Promise<number> {
+  const host = machine();
+  const measured = commit();
+  log(`berth benchmark, ${startedAt.toISOString()}, commit ${measured}`);
+  log(`${host.cpu}, ${host.cores} cores, ${host.memoryGiB} GiB, Node ${host.node}, load ${host.loadAverage.join(' ')}`);
+  log(
+    `${options.connections} connections, ${options.seconds} s per run, ${options.warmupSeconds} s warm-up, ` +
+      `${options.rounds} round(s), fixed rate ${options.rate} req/s, Redis keys under "${keyPrefix}"\n`,
+  );
+  const urls = await startStack();
+  const ctx: BenchContext = { options, stack, urls, keyPrefix, signal: controller.signal, log };
+
+  const reports: Record<string, ScenarioReport> = {};
+  for (const scenario of selected) {
+    log(`\n== ${scenario.name}: ${scenario.summary}`);
+    reports[scenario.name] = await scenario.run(ctx);
+  }
+
+  const crashed = stack.crashed();
+  for (const proc of stack.running) {
+    if (proc.lines > 0 && !proc.exited)
+      log(`\n${proc.spec.name} logged ${proc.lines} lines at warn or above:\n${describeTail(proc)}`);
+  }
+  for (const proc of crashed) {
+    console.error(`\n${proc.spec.name} exited during the run (code ${proc.exited?.code}):\n${describeTail(proc)}`);
+  }
+
+  for (const [name, report] of Object.entries(reports)) {
+    log(`\n===== ${name} =====`);
+    for (const section of report.sections) log(`\n${formatSection(section)}`);
+    log(`\n${formatChecks(report.checks)}`);
+    for (const note of report.notes) log(`note: ${note}`);
+    if (!report.clean) log('Some runs had failed requests: their figures are not valid');
+  }
+
+  const clean = crashed.length === 0 && Object.values(reports).every((r) => r.clean);
+  const file = await writeResults(startedAt, {
+    date: startedAt.toISOString(),
+    commit: measured,
+    machine: host,
+    config: {
+      loadTool: `autocannon ${cannon.version} (closed loop); open-loop node:http pacer (fixed rate)`,
+      connections: options.connections,
+      seconds: options.seconds,
+      warmupSeconds: options.warmupSeconds,
+      rounds: options.rounds,
+      fixedRate: options.rate,
+      scenarios: selected.map((s) => s.name),
+    },
+    clean,
+    scenarios: Object.fromEntries(
+      Object.entries(reports).map(([name, r]) => [
+        name,
+        { checks: r.checks, notes: r.notes, clean: r.clean, ...r.data },
+      ]),
+    ),
+  });
+  log(`\nResults written to ${file}`);
+  return clean ? 0 : 1;
+}
+
+let exitCode = 1;
+try {
+  exitCode = await main();
+} catch (err) {
+  if (controller.signal.aborted) exitCode = 130;
+  else console.error(`\nThe benchmark failed: ${(err as Error).message}`);
+} finally {
+  await stack.stop();
+  await removeKeys(options.redisUrl, keyPrefix).catch((err: Error) => {
+    console.error(`Could not remove the Redis keys under "${keyPrefix}": ${err.message}`);
+  });
+}
+process.exit(exitCode);

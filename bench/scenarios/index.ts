@@ -1,0 +1,5 @@
+import type { Scenario } from '../lib/scenario.ts';
+import { counterScenario } from './counter.ts';
+
+/** Every scenario, in the order a full run takes them. New services add theirs here. */
+export const scenarios: Scenario[] = [counterScenario];
