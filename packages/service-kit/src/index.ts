@@ -11,6 +11,25 @@ export {
 export { type CheckResult, type ReadinessCheck, registerHealth, runCheck, runChecks } from './health.ts';
 export { loggerOptions, QuietRequestLog, requestId } from './logger.ts';
 export { registerMetrics } from './metrics.ts';
+export {
+  databaseName,
+  ensureDatabase,
+  type MigrateOptions,
+  type MigrateResult,
+  migrateDatabase,
+  redactUrl,
+  retryWhileUnavailable,
+  runMigrations,
+  withDatabase,
+} from './migrate.ts';
+export {
+  createPool,
+  isPostgresUnavailable,
+  type PoolOptions,
+  postgresReadiness,
+  sqlState,
+  withPostgres,
+} from './postgres.ts';
 export { type BackoffOptions, backoffDelay, connectWithBackoff } from './retry.ts';
 export { baseEnv, ErrorResponse, urlEnv } from './schemas.ts';
 export { DRAIN_MS, serve } from './shutdown.ts';
