@@ -1,0 +1,39 @@
+import { createService, postgresReadiness } from '@berth/service-kit';
+import fastifyAccepts from '@fastify/accepts';
+import type pg from 'pg';
+import type { JokesConfig } from './config.ts';
+import { frameworkErrors, strictJsonBodies } from './encoding.ts';
+import { jokeRepository } from './repository.ts';
+import { categoryRoutes } from './routes/categories.ts';
+import { jokeWriteRoutes } from './routes/edit.ts';
+import { jokeReadRoutes } from './routes/jokes.ts';
+import { randomRoutes } from './routes/random.ts';
+import { strictBodyTypes } from './validation.ts';
+
+/** What the jokes service is built from; tests pass a pool on their own database. */
+export interface JokesDeps {
+  pool: pg.Pool;
+}
+
+/** Builds the jokes app; the pool is closed with it. */
+export function buildApp(config: Pick<JokesConfig, 'LOG_LEVEL'>, deps: JokesDeps) {
+  const { pool } = deps;
+  const app = createService({
+    name: 'jokes',
+    logLevel: config.LOG_LEVEL,
+    readiness: { postgres: postgresReadiness(pool) },
+    fastify: { frameworkErrors },
+  });
+  app.register(fastifyAccepts);
+  strictJsonBodies(app);
+  strictBodyTypes(app);
+  const jokes = jokeRepository(pool);
+  jokeReadRoutes(app, jokes);
+  randomRoutes(app, jokes);
+  categoryRoutes(app, jokes);
+  jokeWriteRoutes(app, jokes);
+  app.addHook('onClose', async () => {
+    await pool.end();
+  });
+  return app;
+}

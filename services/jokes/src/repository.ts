@@ -1,0 +1,240 @@
+import { sqlState, withPostgres } from '@berth/service-kit';
+import type pg from 'pg';
+import type { Position } from './cursor.ts';
+import { FLAGS, type Flag } from './flags.ts';
+import type { CreateInput, JokeOut, PatchInput } from './schemas.ts';
+import { and, Params } from './sql.ts';
+
+const COLUMNS = 'id, joke, category, lang, flags, created_at, updated_at';
+
+interface JokeRow {
+  id: number;
+  joke: string;
+  category: string;
+  lang: string;
+  flags: string[];
+  created_at: Date;
+  updated_at: Date;
+}
+
+function toJoke(row: JokeRow): JokeOut {
+  return {
+    id: row.id,
+    joke: row.joke,
+    category: row.category,
+    lang: row.lang,
+    flags: row.flags,
+    createdAt: row.created_at.toISOString(),
+    updatedAt: row.updated_at.toISOString(),
+  };
+}
+
+/** Filters shared by lists, search, random picks and category counts. */
+export interface Filters {
+  category?: string;
+  lang?: string;
+  /** Flags the reader allows; a joke is shown when all of its flags are allowed. */
+  allowed: Flag[];
+}
+
+// Written out literally for the safe case so the planner can use the partial index on unflagged rows
+function visibility(params: Params, allowed: Flag[]): string | undefined {
+  if (allowed.length === 0) return "flags = '{}'";
+  if (allowed.length === FLAGS.length) return undefined;
+  return `flags <@ ${params.add(allowed)}::text[]`;
+}
+
+function filterSql(params: Params, filters: Filters): string[] {
+  return [
+    visibility(params, filters.allowed),
+    filters.category === undefined ? undefined : `category = ${params.add(filters.category)}`,
+    filters.lang === undefined ? undefined : `lang = ${params.add(filters.lang)}`,
+  ].filter((condition): condition is string => condition !== undefined);
+}
+
+// Without a language the words are matched both stemmed as English and as typed, so jokes stored
+// under another language's rules are still found by their exact words
+function tsquery(params: Params, q: string, lang: string | undefined): string {
+  const text = params.add(q);
+  if (lang !== undefined) return `websearch_to_tsquery(joke_search_config(${params.add(lang)}), ${text})`;
+  return `(websearch_to_tsquery('english', ${text}) || websearch_to_tsquery('simple', ${text}))`;
+}
+
+/** A page of jokes plus where the next one starts (undefined on the last page). */
+export interface Page {
+  items: JokeOut[];
+  next?: Position;
+}
+
+/** Why a write was refused: the same joke (after normalizing) is already stored under existingId. */
+export class DuplicateJoke extends Error {
+  readonly existingId: number;
+  constructor(existingId: number) {
+    super(`The same joke is already stored as joke ${existingId}`);
+    this.existingId = existingId;
+  }
+}
+
+/** Raw SQL for the jokes table; every value is a bind parameter, every outage a 503. */
+export function jokeRepository(pool: pg.Pool) {
+  const query = <R extends pg.QueryResultRow>(text: string, values: unknown[] = []) =>
+    withPostgres(() => pool.query<R>(text, values));
+
+  async function findDuplicate(joke: string): Promise<number | undefined> {
+    const { rows } = await query<{ id: number }>('SELECT id FROM jokes WHERE fingerprint = joke_fingerprint($1)', [
+      joke,
+    ]);
+    return rows[0]?.id;
+  }
+
+  return {
+    /** Jokes in id order, after the cursor's id. */
+    async list(filters: Filters, limit: number, after?: Position): Promise<Page> {
+      const params = new Params();
+      const conditions = filterSql(params, filters);
+      if (after) conditions.push(`id > ${params.add(after.id)}`);
+      const { rows } = await query<JokeRow>(
+        `SELECT ${COLUMNS} FROM jokes WHERE ${and(conditions)} ORDER BY id LIMIT ${params.add(limit + 1)}`,
+        params.values,
+      );
+      const items = rows.slice(0, limit);
+      const last = items.at(-1);
+      return { items: items.map(toJoke), next: rows.length > limit && last ? { id: last.id } : undefined };
+    },
+
+    /** Full-text search, best match first; ties broken by id so (rank, id) is a stable keyset. */
+    async search(q: string, filters: Filters, limit: number, after?: Position): Promise<Page> {
+      const params = new Params();
+      const conditions = ['document @@ query', ...filterSql(params, filters)];
+      const from = `jokes, (SELECT ${tsquery(params, q, filters.lang)} AS query) AS search`;
+      let keyset = '';
+      if (after) {
+        const rank = params.add(after.rank);
+        keyset = `WHERE rank < ${rank}::real OR (rank = ${rank}::real AND id > ${params.add(after.id)})`;
+      }
+      const { rows } = await query<JokeRow & { rank_text: string }>(
+        `SELECT *, rank::text AS rank_text FROM (
+           SELECT ${COLUMNS}, ts_rank_cd(document, query) AS rank FROM ${from} WHERE ${and(conditions)}
+         ) ranked ${keyset}
+         ORDER BY rank DESC, id LIMIT ${params.add(limit + 1)}`,
+        params.values,
+      );
+      const items = rows.slice(0, limit);
+      const last = items.at(-1);
+      return {
+        items: items.map(toJoke),
+        next: rows.length > limit && last ? { id: last.id, rank: last.rank_text } : undefined,
+      };
+    },
+
+    /** One joke by id, or undefined. */
+    async get(id: number): Promise<JokeOut | undefined> {
+      const { rows } = await query<JokeRow>(`SELECT ${COLUMNS} FROM jokes WHERE id = $1`, [id]);
+      return rows[0] ? toJoke(rows[0]) : undefined;
+    },
+
+    /**
+     * Up to `count` different random jokes. Each pick is an index probe: the first row whose
+     * random_key is at or after a random point (wrapping to the start), so no query scans or
+     * sorts the table. On small tables probes can land on the same row; the rest is then filled
+     * from the rows that follow in random_key order.
+     */
+    async random(filters: Filters, count: number): Promise<JokeOut[]> {
+      const probes = Array.from({ length: count * 2 }, () => Math.random());
+      const params = new Params();
+      const where = and(filterSql(params, filters));
+      const points = params.add(probes);
+      const { rows } = await query<JokeRow>(
+        `SELECT j.* FROM unnest(${points}::float8[]) AS p(point)
+         CROSS JOIN LATERAL (
+           (SELECT ${COLUMNS} FROM jokes WHERE ${where} AND random_key >= p.point ORDER BY random_key LIMIT 1)
+           UNION ALL
+           (SELECT ${COLUMNS} FROM jokes WHERE ${where} ORDER BY random_key LIMIT 1)
+           LIMIT 1
+         ) j`,
+        params.values,
+      );
+      const picked = new Map<number, JokeRow>();
+      for (const row of rows) if (picked.size < count) picked.set(row.id, row);
+      if (picked.size < count && rows.length > 0) {
+        const more = new Params();
+        const moreWhere = and([...filterSql(more, filters), `id <> ALL(${more.add([...picked.keys()])}::int[])`]);
+        const start = more.add(probes[0]);
+        const limit = more.add(count - picked.size);
+        const { rows: extra } = await query<JokeRow>(
+          `(SELECT ${COLUMNS} FROM jokes WHERE ${moreWhere} AND random_key >= ${start} ORDER BY random_key LIMIT ${limit})
+           UNION ALL
+           (SELECT ${COLUMNS} FROM jokes WHERE ${moreWhere} AND random_key < ${start} ORDER BY random_key LIMIT ${limit})
+           LIMIT ${limit}`,
+          more.values,
+        );
+        for (const row of extra) picked.set(row.id, row);
+      }
+      return [...picked.values()].map(toJoke);
+    },
+
+    /** Categories with how many jokes each holds under the filters. */
+    async categories(filters: Filters): Promise<{ name: string; count: number }[]> {
+      const params = new Params();
+      const { rows } = await query<{ name: string; count: number }>(
+        `SELECT category AS name, count(*)::int AS count FROM jokes WHERE ${and(filterSql(params, filters))}
+         GROUP BY category ORDER BY category`,
+        params.values,
+      );
+      return rows;
+    },
+
+    /**
+     * Stores a new joke. The unique index on the fingerprint decides races: of two identical
+     * jokes posted at once exactly one is stored, the other gets DuplicateJoke.
+     */
+    async create(input: CreateInput): Promise<JokeOut> {
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const { rows } = await query<JokeRow>(
+          `INSERT INTO jokes (joke, category, lang, flags)
+           VALUES ($1, coalesce($2, 'misc'), coalesce($3, 'en'), coalesce($4::text[], '{}'))
+           ON CONFLICT (fingerprint) DO NOTHING
+           RETURNING ${COLUMNS}`,
+          [input.joke, input.category ?? null, input.lang ?? null, input.flags ?? null],
+        );
+        if (rows[0]) return toJoke(rows[0]);
+        // the conflicting row may be deleted before we look it up: then simply try again
+        const existing = await findDuplicate(input.joke);
+        if (existing !== undefined) throw new DuplicateJoke(existing);
+      }
+      throw new Error('Joke insert kept conflicting with a row that then disappeared');
+    },
+
+    /** Changes the given fields; undefined when there is no such joke. */
+    async update(id: number, input: PatchInput): Promise<JokeOut | undefined> {
+      const params = new Params();
+      const sets: string[] = [];
+      if (input.joke !== undefined) sets.push(`joke = ${params.add(input.joke)}`);
+      if (input.category !== undefined) sets.push(`category = ${params.add(input.category)}`);
+      if (input.lang !== undefined) sets.push(`lang = ${params.add(input.lang)}`);
+      if (input.flags !== undefined) sets.push(`flags = ${params.add(input.flags)}::text[]`);
+      try {
+        const { rows } = await query<JokeRow>(
+          `UPDATE jokes SET ${sets.join(', ')} WHERE id = ${params.add(id)} RETURNING ${COLUMNS}`,
+          params.values,
+        );
+        return rows[0] ? toJoke(rows[0]) : undefined;
+      } catch (err) {
+        if (sqlState(err) === '23505' && input.joke !== undefined) {
+          const existing = await findDuplicate(input.joke);
+          if (existing !== undefined) throw new DuplicateJoke(existing);
+        }
+        throw err;
+      }
+    },
+
+    /** Removes a joke; true when it existed. */
+    async remove(id: number): Promise<boolean> {
+      const { rowCount } = await query('DELETE FROM jokes WHERE id = $1', [id]);
+      return rowCount === 1;
+    },
+  };
+}
+
+/** The jokes store as routes see it. */
+export type JokeRepository = ReturnType<typeof jokeRepository>;
