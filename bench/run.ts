@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { readOptions } from './lib/options.ts';
 import { removeKeys, runKeyPrefix } from './lib/redis.ts';
 import { formatChecks, formatSection } from './lib/report.ts';
-import { commit, machine, writeResults } from './lib/results.ts';
+import { commit, cpuBusy, machine, writeResults } from './lib/results.ts';
 import type { BenchContext, ScenarioReport } from './lib/scenario.ts';
 import { type StackUrls, startGateway, startService, type UpstreamName } from './lib/services.ts';
 import { describeTail, Stack } from './lib/stack.ts';
@@ -63,6 +63,10 @@ async function main(): Promise<number> {
     `${options.connections} connections, ${options.seconds} s per run, ${options.warmupSeconds} s warm-up, ` +
       `${options.rounds} round(s), fixed rate ${options.rate} req/s, Redis keys under "${keyPrefix}"\n`,
   );
+  const busy = await cpuBusy();
+  log(
+    `CPU busy before the run: ${Math.round(busy * 100)} %${busy > 0.25 ? ', other work is running: expect noise' : ''}\n`,
+  );
   const urls = await startStack();
   const ctx: BenchContext = { options, stack, urls, keyPrefix, signal: controller.signal, log };
 
@@ -104,6 +108,7 @@ async function main(): Promise<number> {
       scenarios: selected.map((s) => s.name),
     },
     clean,
+    cpuBusyBeforeRun: busy,
     scenarios: Object.fromEntries(
       Object.entries(reports).map(([name, r]) => [
         name,

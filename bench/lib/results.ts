@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ROOT } from './services.ts';
 
 /** The machine a run measured on, so figures from different machines are not compared blindly. */
@@ -11,9 +12,25 @@ export function machine() {
     memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
     node: process.version,
     os: `${process.platform} ${release()}`,
-    /** Load before the run: other work on the machine skews the figures. */
     loadAverage: loadavg().map((value) => Math.round(value * 100) / 100),
   };
+}
+
+/** Share of all cores busy over the next `ms`: other work on the machine skews every figure. */
+export async function cpuBusy(ms = 1000): Promise<number> {
+  const totals = () =>
+    cpus().reduce(
+      (sum, cpu) => {
+        const { user, nice, sys, irq, idle } = cpu.times;
+        return { busy: sum.busy + user + nice + sys + irq, all: sum.all + user + nice + sys + irq + idle };
+      },
+      { busy: 0, all: 0 },
+    );
+  const before = totals();
+  await sleep(ms);
+  const after = totals();
+  const all = after.all - before.all;
+  return all > 0 ? (after.busy - before.busy) / all : 0;
 }
 
 /** The commit measured, marked dirty when the working tree has changes. */
