@@ -116,10 +116,10 @@ describe('query plans', () => {
     const pool = createPool({ connectionString: db.url, applicationName: 'plan-test' });
     const sent: { text: string; values: unknown[] }[] = [];
     const original = pool.query.bind(pool);
-    pool.query = ((text: string, values: unknown[]) => {
-      sent.push({ text, values });
-      return original(text, values);
-    }) as typeof pool.query;
+    pool.query = ((config: { text: string; values: unknown[] }) => {
+      sent.push({ text: config.text, values: config.values });
+      return original(config);
+    }) as unknown as typeof pool.query;
     const filters = (query: string) => {
       const params = new URLSearchParams(query);
       const visibility = {
