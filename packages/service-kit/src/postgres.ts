@@ -38,9 +38,13 @@ export function createPool(options: PoolOptions): pg.Pool {
   return pool;
 }
 
-/** A readiness check for /readyz: one round trip through the pool. */
-export function postgresReadiness(pool: pg.Pool): ReadinessCheck {
-  return () => pool.query('SELECT 1');
+/**
+ * A readiness check for /readyz: one round trip through the pool. A service can pass a query that
+ * also proves its schema is in place (e.g. `SELECT 1 FROM jokes LIMIT 0`), so it stays not-ready
+ * until the migrate step has run.
+ */
+export function postgresReadiness(pool: pg.Pool, sql = 'SELECT 1'): ReadinessCheck {
+  return () => pool.query(sql);
 }
 
 const NETWORK_CODES = new Set([

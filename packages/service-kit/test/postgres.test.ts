@@ -152,13 +152,14 @@ describe('createPool and withPostgres', () => {
 });
 
 describe('postgresReadiness', () => {
-  test('resolves when the server answers and rejects when it is gone', async () => {
+  test('resolves when the server answers, rejects when it is gone or the schema is missing', async () => {
     const up = createPool({ connectionString: SERVER_URL, applicationName: 'kit-test' });
     const down = createPool({
       connectionString: `postgres://postgres@127.0.0.1:${closedPort}/x`,
       applicationName: 'kit-test',
     });
     await postgresReadiness(up)();
+    await assert.rejects(postgresReadiness(up, 'SELECT 1 FROM no_such_table_here LIMIT 0')(), /does not exist/);
     await assert.rejects(postgresReadiness(down)());
     await Promise.all([up.end(), down.end()]);
   });

@@ -21,7 +21,8 @@ export function buildApp(config: Pick<JokesConfig, 'LOG_LEVEL'>, deps: JokesDeps
   const app = createService({
     name: 'jokes',
     logLevel: config.LOG_LEVEL,
-    readiness: { postgres: postgresReadiness(pool) },
+    // not ready until the migrate step has created the table
+    readiness: { postgres: postgresReadiness(pool, 'SELECT 1 FROM jokes LIMIT 0') },
     fastify: { frameworkErrors },
   });
   app.register(fastifyAccepts);

@@ -24,7 +24,9 @@ export function encodeCursor(key: string, position: Position): string {
   return Buffer.from(JSON.stringify(parts)).toString('base64url');
 }
 
-function invalid(cursor: string, why: string) {
+const NOT_OURS = 'is not a cursor this API handed out; use nextCursor from the previous page';
+
+function invalid(cursor: string, why: string = NOT_OURS) {
   const shown = cursor.length > 40 ? `${cursor.slice(0, 37)}...` : cursor;
   return httpError(400, 'INVALID_CURSOR', `Query parameter "cursor" ${why} (got "${shown}")`);
 }
@@ -35,10 +37,10 @@ export function decodeCursor(cursor: string, key: string, ranked: boolean): Posi
   try {
     parts = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
   } catch {
-    throw invalid(cursor, 'is not a cursor this API handed out; use nextCursor from the previous page');
+    throw invalid(cursor);
   }
   if (!Array.isArray(parts) || parts[0] !== VERSION || typeof parts[1] !== 'string') {
-    throw invalid(cursor, 'is not a cursor this API handed out; use nextCursor from the previous page');
+    throw invalid(cursor);
   }
   const [, cursorKey, id, rank] = parts;
   if (cursorKey !== key) {
@@ -49,7 +51,7 @@ export function decodeCursor(cursor: string, key: string, ranked: boolean): Posi
   }
   const rankOk = ranked ? typeof rank === 'string' && RANK.test(rank) : rank === undefined;
   if (!Number.isInteger(id) || id < 0 || id > MAX_ID || !rankOk || parts.length > 4) {
-    throw invalid(cursor, 'is not a cursor this API handed out; use nextCursor from the previous page');
+    throw invalid(cursor);
   }
   return ranked ? { id, rank: rank as string } : { id };
 }

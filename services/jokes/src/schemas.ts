@@ -93,7 +93,7 @@ export const RandomQuery = Type.Object(
   { additionalProperties: false },
 );
 
-/** GET /jokes/categories and GET /jokes/:id query. */
+/** GET /jokes/:id query: only the flag choices. */
 export const VisibilityOnlyQuery = Type.Object({ ...VisibilityQuery }, { additionalProperties: false });
 
 /** GET /jokes/categories query. */

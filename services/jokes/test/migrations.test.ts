@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { withDatabase } from '@berth/service-kit';
 import pg from 'pg';
 import { prepareDatabase } from '../src/setup.ts';
+import { testApp } from './helpers/app.ts';
 import { dropDatabase, SERVER_URL, uniqueName } from './helpers/database.ts';
 
 const created: string[] = [];
@@ -90,4 +94,51 @@ test('an existing classic JokesDB table is adopted with its rows and ids', async
   await sql(url, "INSERT INTO jokes (joke) VALUES ('New rows still get ids from the old sequence')");
   const [last] = await sql<{ id: number }>(url, 'SELECT max(id) AS id FROM jokes');
   assert.equal(last?.id, 3);
+});
+
+const MIGRATE = fileURLToPath(new URL('../src/migrate.ts', import.meta.url));
+const run = promisify(execFile);
+
+async function migrateCommand(env: Record<string, string>) {
+  try {
+    const { stdout } = await run(process.execPath, [MIGRATE], { env: { ...process.env, ...env } });
+    return { code: 0, stdout, stderr: '' };
+  } catch (err) {
+    const failed = err as { code: number; stdout: string; stderr: string };
+    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+  }
+}
+
+test('the migrate command prepares the database, exits 0, and exits 0 again when there is nothing to do', async () => {
+  const url = fresh();
+  const first = await migrateCommand({ DATABASE_URL: url });
+  assert.equal(first.code, 0, first.stderr);
+  assert.match(first.stdout, /created the database/);
+  assert.match(first.stdout, /added \d+ starter jokes/);
+  const second = await migrateCommand({ DATABASE_URL: url });
+  assert.equal(second.code, 0, second.stderr);
+  assert.match(second.stdout, /schema is up to date/);
+  assert.match(second.stdout, /starter jokes already loaded/);
+});
+
+test('the migrate command stops with 78 naming DATABASE_URL when it is not a PostgreSQL URL', async () => {
+  const result = await migrateCommand({ DATABASE_URL: 'mysql://localhost/jokes' });
+  assert.equal(result.code, 78);
+  assert.match(result.stderr, /DATABASE_URL/);
+});
+
+test('the service reports not ready until the migrate step has created its table', async () => {
+  const url = fresh();
+  const name = decodeURIComponent(new URL(url).pathname.slice(1));
+  await sql(SERVER_URL, `CREATE DATABASE ${name}`);
+  const app = testApp(url);
+  try {
+    const before = await app.inject({ method: 'GET', url: '/readyz' });
+    assert.equal(before.statusCode, 503);
+    assert.match(before.body, /relation \\"jokes\\" does not exist/);
+    await prepareDatabase(url, { seed: false });
+    assert.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200);
+  } finally {
+    await app.close();
+  }
 });
