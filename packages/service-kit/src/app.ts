@@ -4,6 +4,7 @@ import { errorHandler, notFoundHandler } from './errors.ts';
 import { type ReadinessCheck, registerHealth } from './health.ts';
 import { loggerOptions, QuietRequestLog, requestId } from './logger.ts';
 import { registerMetrics } from './metrics.ts';
+import { strictBodyTypes } from './validation.ts';
 
 /** What createService needs to know about the service it builds. */
 export interface ServiceOptions {
@@ -38,15 +39,13 @@ export function createService(options: ServiceOptions): FastifyInstance {
     logController: new QuietRequestLog(),
     genReqId: requestId,
     requestIdHeader: false,
-    // unknown fields are refused rather than silently dropped; verbose errors carry the offending
-    // value and the schema's description, which the error handler turns into the message
-    ajv: { customOptions: { removeAdditional: false, verbose: true } },
     ...options.fastify,
   });
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
     done();
   });
+  strictBodyTypes(app);
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
   registerHealth(app, options.readiness ?? {}, options.readinessTimeoutMs);

@@ -33,9 +33,10 @@ interface ValidationIssue {
   parentSchema?: { description?: string };
 }
 
+/** Strings in quotes, anything else as JSON, so "2" and 2 read differently in a message. */
 function quote(value: unknown): string {
-  const text = typeof value === 'string' ? value : JSON.stringify(value);
-  return `"${text.length > 80 ? `${text.slice(0, 77)}...` : text}"`;
+  if (typeof value !== 'string') return JSON.stringify(value);
+  return `"${value.length > 80 ? `${value.slice(0, 77)}...` : value}"`;
 }
 
 const WHERE: Record<string, string> = {
@@ -57,14 +58,19 @@ export function describeValidation(context: string, issue: ValidationIssue): str
       return `${where} "${field(String(issue.params.additionalProperty))}" is not allowed; remove it`;
     case 'type':
       if (!path && context === 'body') return `Body must be a JSON ${issue.params.type}`;
-      return `${where} "${path}" must be ${article(String(issue.params.type))}`;
-    default: {
-      const rule = issue.parentSchema?.description ?? issue.message ?? 'is not valid';
-      if (!path) return `${context === 'body' ? 'Body' : where} ${rule}`;
-      const got = issue.data === undefined ? '' : ` (got ${quote(issue.data)})`;
-      return `${where} "${path}" ${rule}${got}`;
-    }
+      if (!issue.parentSchema?.description) return `${where} "${path}" must be ${article(String(issue.params.type))}`;
+      return describeRule(where, path, issue);
+    default:
+      return describeRule(where, path, issue);
   }
+}
+
+/** "<where> "<field>" <rule> (got "<value>")", the rule taken from the schema's description when it has one. */
+function describeRule(where: string, path: string, issue: ValidationIssue): string {
+  const rule = issue.parentSchema?.description ?? issue.message ?? 'is not valid';
+  if (!path) return `${where === WHERE.body ? 'Body' : where} ${rule}`;
+  const got = issue.data === undefined ? '' : ` (got ${quote(issue.data)})`;
+  return `${where} "${path}" ${rule}${got}`;
 }
 
 function article(type: string): string {

@@ -33,3 +33,4 @@ export {
 export { type BackoffOptions, backoffDelay, connectWithBackoff } from './retry.ts';
 export { baseEnv, ErrorResponse, urlEnv } from './schemas.ts';
 export { DRAIN_MS, serve } from './shutdown.ts';
+export { strictBodyTypes } from './validation.ts';

@@ -8,7 +8,6 @@ import { categoryRoutes } from './routes/categories.ts';
 import { jokeWriteRoutes } from './routes/edit.ts';
 import { jokeReadRoutes } from './routes/jokes.ts';
 import { randomRoutes } from './routes/random.ts';
-import { strictBodyTypes } from './validation.ts';
 
 /** What the jokes service is built from; tests pass a pool on their own database. */
 export interface JokesDeps {
@@ -27,7 +26,6 @@ export function buildApp(config: Pick<JokesConfig, 'LOG_LEVEL'>, deps: JokesDeps
   });
   app.register(fastifyAccepts);
   strictJsonBodies(app);
-  strictBodyTypes(app);
   const jokes = jokeRepository(pool);
   jokeReadRoutes(app, jokes);
   randomRoutes(app, jokes);

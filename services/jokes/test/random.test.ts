@@ -67,7 +67,7 @@ describe('GET /jokes/random', () => {
   test('count above 10 is a 400 naming count', async () => {
     const response = await get('/jokes/random?count=11');
     assert.equal(response.statusCode, 400);
-    assert.equal(body(response).message, 'Query parameter "count" must be a whole number from 1 to 10 (got "11")');
+    assert.equal(body(response).message, 'Query parameter "count" must be a whole number from 1 to 10 (got 11)');
   });
 
   test('filters by category, and gives fewer than count when fewer exist', async () => {

@@ -47,11 +47,6 @@ export function counterRoutes(app: FastifyInstance, counters: CounterRepository)
       // the body is optional: no body means { by: 1 }
       preValidation: async (request) => {
         request.body ??= {};
-        // Fastify's Ajv coerces body types, which would take "2", true or [2] as a number; JSON numbers only
-        const by: unknown = request.body?.by;
-        if (by !== undefined && typeof by !== 'number') {
-          throw httpError(400, 'VALIDATION_ERROR', `Body field "by" ${BY_RULE} (got ${JSON.stringify(by)})`);
-        }
       },
     },
     async (request) => {

@@ -101,10 +101,10 @@ describe('POST /counter/:name/increment', () => {
   });
 
   const badBodies: Array<[string, unknown, string]> = [
-    ['by 0', { by: 0 }, `Body field "by" ${BY_RULE} (got "0")`],
-    ['by 1000001', { by: 1_000_001 }, `Body field "by" ${BY_RULE} (got "1000001")`],
-    ['a negative by', { by: -3 }, `Body field "by" ${BY_RULE} (got "-3")`],
-    ['by 1.5', { by: 1.5 }, 'Body field "by" must be an integer'],
+    ['by 0', { by: 0 }, `Body field "by" ${BY_RULE} (got 0)`],
+    ['by 1000001', { by: 1_000_001 }, `Body field "by" ${BY_RULE} (got 1000001)`],
+    ['a negative by', { by: -3 }, `Body field "by" ${BY_RULE} (got -3)`],
+    ['by 1.5', { by: 1.5 }, 'Body field "by" must be a whole number from 1 to 1000000 (got 1.5)'],
     ['by as a string', { by: '2' }, `Body field "by" ${BY_RULE} (got "2")`],
     ['by true', { by: true }, `Body field "by" ${BY_RULE} (got true)`],
     ['by null', { by: null }, `Body field "by" ${BY_RULE} (got null)`],

@@ -2,9 +2,11 @@ import AjvCompiler from '@fastify/ajv-compiler';
 import type { FastifyInstance } from 'fastify';
 
 /**
- * JSON bodies are validated without type coercion: Fastify's default would store the number 42
- * as the joke "42" and turn "nsfw" into ["nsfw"], where a client sent the wrong type and should
- * hear so. Query strings and path parameters are text by nature and keep being coerced.
+ * JSON bodies are validated without type coercion: Fastify's default would take "2", true or [2]
+ * as the number 2 and 42 as the string "42", where the client sent the wrong type and should hear
+ * so. Query strings, path parameters and headers are text by nature and keep being coerced.
+ * Unknown fields are refused rather than dropped; errors are verbose so the handler can quote the
+ * offending value and the schema's description.
  */
 export function strictBodyTypes(app: FastifyInstance): void {
   const build = AjvCompiler();
