@@ -5,7 +5,14 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { infraEndpoints, loadCompose, type NativeService, nativeServices, startOrder } from './lib/compose.ts';
+import {
+  infraEndpoints,
+  loadCompose,
+  type NativeService,
+  nativeServices,
+  nativeVariables,
+  startOrder,
+} from './lib/compose.ts';
 import { prefixedLog } from './lib/log.ts';
 import { portAnswers, waitForHealth } from './lib/net.ts';
 
@@ -31,7 +38,7 @@ Compose environment (service host names pointed at 127.0.0.1). Ctrl-C stops them
   process.exit(0);
 }
 
-const compose = loadCompose(resolve(root, values.file));
+const compose = loadCompose(resolve(root, values.file), { env: nativeVariables(root) });
 const all = startOrder(nativeServices(compose));
 const only = values.only
   ?.split(',')
@@ -81,11 +88,10 @@ function stopAll(exitCode: number): Promise<void> {
 }
 
 function run(svc: NativeService): ChildProcess {
-  const entry = join('services', svc.service, 'src', 'main.ts');
   // Its own process group: a terminal Ctrl-C reaches only this script, which then stops each child
-  // once (the services treat a second signal as "exit now").
-  const child = spawn(process.execPath, [entry], {
-    cwd: root,
+  // once (the services treat a second signal as "exit now"). It runs where the image's WORKDIR is.
+  const child = spawn(process.execPath, svc.args, {
+    cwd: join(root, 'services', svc.service),
     env: { ...process.env, ...svc.env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
@@ -96,6 +102,10 @@ function run(svc: NativeService): ChildProcess {
   child.on('error', (err) => say(`${svc.name} could not start: ${err.message}`));
   child.on('exit', (code, signal) => {
     if (stopping) return;
+    if (svc.oneShot && code === 0) {
+      say(`${svc.name} completed`);
+      return;
+    }
     say(`${svc.name} exited unexpectedly (${signal ? `signal ${signal}` : `code ${code}`}); stopping the rest`);
     void stopAll(1);
   });
@@ -135,6 +145,13 @@ try {
   for (const svc of selected) {
     for (const depName of svc.dependsOn) {
       const dep = all.find((s) => s.name === depName);
+      const step = children.get(depName);
+      if (dep?.oneShot && step) {
+        say(`${svc.name} waits for ${dep.name} to complete`);
+        await exited(step);
+        if (step.exitCode !== 0) throw new Error(`${dep.name} failed, so ${svc.name} cannot start`);
+        continue;
+      }
       if (!dep || dep.port === undefined) continue;
       if (children.has(dep.name)) {
         say(`${svc.name} waits for ${dep.name}`);
@@ -143,9 +160,8 @@ try {
         say(`warning: ${dep.name} is not running here or on 127.0.0.1:${dep.port}; ${svc.name} starts without it`);
       }
     }
-    say(
-      `starting ${svc.name} (node ${join('services', svc.service, 'src', 'main.ts')}, port ${svc.port ?? 'unknown'})`,
-    );
+    const where = svc.oneShot ? 'runs once' : `port ${svc.port ?? 'unknown'}`;
+    say(`starting ${svc.name} (node ${join('services', svc.service, ...svc.args)}, ${where})`);
     run(svc);
   }
   const last = selected.filter((s) => s.port !== undefined);

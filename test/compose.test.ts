@@ -18,6 +18,7 @@ import {
   loadCompose,
   localize,
   nativeServices,
+  nativeVariables,
   publishedPorts,
   startOrder,
   urlTarget,
@@ -31,7 +32,11 @@ const compose = loadCompose(composePath, { env: {} });
 const raw = loadCompose(composePath, { interpolate: false });
 const services = Object.entries(compose.services);
 const nodeServices = services.filter(([, s]) => isNodeService(s));
-const infraServices = services.filter(([, s]) => !isNodeService(s));
+/** One-shot steps (migrations, secret set-up) run to completion: restart "no" with a command of their own. */
+const isOneShot = (s: ComposeService) => s.restart === 'no';
+const servers = nodeServices.filter(([, s]) => !isOneShot(s));
+const steps = nodeServices.filter(([, s]) => isOneShot(s));
+const infraServices = services.filter(([, s]) => !isNodeService(s) && !isOneShot(s));
 
 /** DESIGN.md's port table. */
 const DESIGN_PORTS: Record<string, number> = { gateway: 5000, counter: 3001, jokes: 3002, images: 3003 };
@@ -60,23 +65,37 @@ function listenPort(name: string): number | undefined {
   return INFRA_PORTS.find(([image]) => image.test(service.image ?? ''))?.[1];
 }
 
+/** The script a Node service runs, relative to its directory: src/main.ts unless Compose names another. */
+function scriptOf(service: ComposeService): string {
+  const command = service.command;
+  const argv = Array.isArray(command) ? command : (command?.split(/\s+/) ?? ['node', 'src/main.ts']);
+  return argv[1] ?? 'src/main.ts';
+}
+
+const capitalized = (word: string) => `${word[0]?.toUpperCase()}${word.slice(1)}`;
+
 const schemas = new Map<string, TObject>();
-async function configSchema(dir: string): Promise<TObject> {
-  const cached = schemas.get(dir);
+/** A service's env schema: <Service>Env for src/main.ts, <Script>Env for another script (src/migrate.ts: MigrateEnv). */
+async function configSchema(dir: string, script = 'src/main.ts'): Promise<TObject> {
+  const key = `${dir}:${script}`;
+  const cached = schemas.get(key);
   if (cached) return cached;
   const file = join(root, 'services', dir, 'src', 'config.ts');
   assert.ok(existsSync(file), `services/${dir}/src/config.ts does not exist, but "${dir}" is in docker-compose.yml`);
-  const exportName = `${dir[0]?.toUpperCase()}${dir.slice(1)}Env`;
+  const base = script === 'src/main.ts' ? dir : (script.split('/').pop()?.replace(/\.ts$/, '') ?? dir);
+  const exportName = `${capitalized(base)}Env`;
   const module = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
   const schema = module[exportName] as TObject | undefined;
   assert.ok(schema?.properties, `services/${dir}/src/config.ts must export its env schema as "${exportName}"`);
-  schemas.set(dir, schema);
+  schemas.set(key, schema);
   return schema;
 }
 
 describe('docker-compose.yml', () => {
-  test('has the gateway, the counter and Redis', () => {
-    for (const name of ['gateway', 'counter', 'redis']) assert.ok(compose.services[name], `service "${name}" missing`);
+  test('has the gateway, the counter, jokes with its migrate step, Redis and PostgreSQL', () => {
+    for (const name of ['gateway', 'counter', 'jokes', 'jokes-migrate', 'redis', 'db']) {
+      assert.ok(compose.services[name], `service "${name}" missing`);
+    }
   });
 
   test('only the gateway publishes a port, and it is 5000 on 5000', () => {
@@ -92,13 +111,14 @@ describe('docker-compose.yml', () => {
       assert.ok(build && typeof build === 'object', `${name}: build must be a map`);
       assert.equal(build.context, '.', `${name}: build context`);
       assert.equal(build.dockerfile, 'infra/Dockerfile', `${name}: dockerfile`);
-      const entry = join(root, 'services', dirOf(service), 'src', 'main.ts');
-      assert.ok(existsSync(entry), `${name}: services/${dirOf(service)}/src/main.ts does not exist`);
+      const script = scriptOf(service);
+      const entry = join(root, 'services', dirOf(service), script);
+      assert.ok(existsSync(entry), `${name}: services/${dirOf(service)}/${script} does not exist`);
     }
   });
 
   test("each Node service listens on DESIGN.md's port and its healthcheck hits that port's /healthz", async () => {
-    for (const [name, service] of nodeServices) {
+    for (const [name, service] of servers) {
       const dir = dirOf(service);
       const expected = DESIGN_PORTS[dir];
       assert.ok(expected, `${name}: "${dir}" has no port in DESIGN.md`);
@@ -113,7 +133,7 @@ describe('docker-compose.yml', () => {
 
   test('every env name given to a Node service is one its config schema accepts, with a valid value', async () => {
     for (const [name, service] of nodeServices) {
-      const schema = await configSchema(dirOf(service));
+      const schema = await configSchema(dirOf(service), scriptOf(service));
       const env = environmentOf(service);
       const accepted = Object.keys(schema.properties);
       for (const key of Object.keys(env)) {
@@ -159,19 +179,43 @@ describe('docker-compose.yml', () => {
     assert.deepEqual(compose.services.redis?.healthcheck?.test, ['CMD', 'redis-cli', 'ping']);
   });
 
-  test('Node services restart unless stopped', () => {
-    for (const [name, service] of nodeServices) assert.equal(service.restart, 'unless-stopped', name);
+  test('Node services restart unless stopped; one-shot steps run once and something waits for them', () => {
+    for (const [name, service] of servers) assert.equal(service.restart, 'unless-stopped', name);
+    assert.ok(steps.length > 0);
+    for (const [name] of [...steps, ...services.filter(([, s]) => !isNodeService(s) && isOneShot(s))]) {
+      const waiting = services.filter(([, s]) => dependenciesOf(s)[name] === 'service_completed_successfully');
+      assert.ok(waiting.length > 0, `nothing waits for ${name} to complete`);
+    }
+  });
+
+  test('the database password reaches PostgreSQL and its clients only as a secret file', () => {
+    const db = environmentOf(compose.services.db as ComposeService);
+    assert.equal(db.POSTGRES_PASSWORD, undefined);
+    assert.equal(db.POSTGRES_PASSWORD_FILE, '/run/secrets/berth/db-password');
+    for (const [name, service] of nodeServices) {
+      const env = environmentOf(service);
+      if (!env.DATABASE_URL) continue;
+      assert.doesNotMatch(env.DATABASE_URL, /\/\/[^@/]*:[^@/]*@/, `${name}: DATABASE_URL carries a password`);
+      assert.equal(env.DATABASE_PASSWORD_FILE, db.POSTGRES_PASSWORD_FILE, `${name}: DATABASE_PASSWORD_FILE`);
+      assert.ok(
+        (service.volumes as string[] | undefined)?.includes('db-secret:/run/secrets/berth:ro'),
+        `${name}: mounts the secret read-only`,
+      );
+    }
   });
 
   test('nothing secret-looking is written inline', () => {
     const secretName = /PASSWORD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|CREDENTIAL/i;
     for (const [name, service] of Object.entries(raw.services)) {
       for (const [key, value] of Object.entries(environmentOf(service))) {
-        if (secretName.test(key) && value !== '') {
-          assert.match(value, /^\$\{[A-Z0-9_]+(:?\?[^}]*)?\}$/, `${name}: ${key} must come from a variable`);
+        // a *_FILE variable names where a secret is mounted, not the secret
+        if (secretName.test(key) && !key.endsWith('_FILE') && value !== '') {
+          assert.match(value, /^\$\{[A-Z0-9_]+((:?\?[^}]*)|:-)?\}$/, `${name}: ${key} must come from a variable`);
         }
-        const password = /^[a-z][a-z0-9+.-]*:\/\/[^:@/]*:([^@/]+)@/i.exec(value)?.[1];
-        if (password) assert.match(password, /^\$\{/, `${name}: ${key} has a password written inline`);
+        // interpolated with no variables set, a password that comes from a variable is empty
+        const interpolated = environmentOf(compose.services[name] as ComposeService)[key] ?? '';
+        const password = /^[a-z][a-z0-9+.-]*:\/\/[^:@/]*:([^@/]+)@/i.exec(interpolated)?.[1];
+        assert.equal(password, undefined, `${name}: ${key} has a password written inline`);
       }
     }
   });
@@ -180,7 +224,9 @@ describe('docker-compose.yml', () => {
     const text = readFileSync(composePath, 'utf8');
     const used = new Set([...text.matchAll(/\$\{([A-Z0-9_]+)/g)].map((m) => m[1]));
     const example = readFileSync(join(root, '.env.example'), 'utf8');
-    for (const name of used) assert.match(example, new RegExp(`^${name}=`, 'm'), `${name} missing from .env.example`);
+    for (const name of used) {
+      assert.match(example, new RegExp(`^(# )?${name}=`, 'm'), `${name} missing from .env.example`);
+    }
   });
 });
 
@@ -214,20 +260,33 @@ describe('infra/Dockerfile', () => {
 
 describe('scripts/lib/compose.ts', () => {
   test('maps the Compose file to native services with host names pointed at 127.0.0.1', () => {
-    const native = startOrder(nativeServices(compose));
+    const local = loadCompose(composePath, { env: nativeVariables(root, {}) });
+    const native = startOrder(nativeServices(local));
     assert.deepEqual(
-      native.map((s) => [s.name, s.service, s.port]),
+      native.map((s) => [s.name, s.service, s.port, s.oneShot, s.args.join(' ')]),
       [
-        ['counter', 'counter', 3001],
-        ['gateway', 'gateway', 5000],
+        ['counter', 'counter', 3001, false, 'src/main.ts'],
+        ['jokes-migrate', 'jokes', undefined, true, 'src/migrate.ts'],
+        ['jokes', 'jokes', 3002, false, 'src/main.ts'],
+        ['gateway', 'gateway', 5000, false, 'src/main.ts'],
       ],
     );
-    const [counter, gateway] = native;
-    assert.equal(counter?.env.REDIS_URL, 'redis://127.0.0.1:6379');
-    assert.equal(gateway?.env.COUNTER_URL, 'http://127.0.0.1:3001');
-    assert.equal(gateway?.env.JOKES_URL, '');
-    assert.deepEqual(gateway?.dependsOn, ['counter']);
-    assert.deepEqual(infraEndpoints(compose), [{ name: 'redis', port: 6379, usedBy: ['counter'] }]);
+    const byName = Object.fromEntries(native.map((s) => [s.name, s]));
+    assert.equal(byName.counter?.env.REDIS_URL, 'redis://127.0.0.1:6379');
+    assert.equal(byName.gateway?.env.COUNTER_URL, 'http://127.0.0.1:3001');
+    assert.equal(byName.gateway?.env.JOKES_URL, 'http://127.0.0.1:3002');
+    assert.deepEqual(byName.gateway?.dependsOn, ['counter', 'jokes']);
+    assert.deepEqual(byName.jokes?.conditions, { 'jokes-migrate': 'service_completed_successfully' });
+    // natively the local superuser, trusted on loopback, and no container secret file
+    assert.equal(byName.jokes?.env.DATABASE_URL, 'postgres://postgres@127.0.0.1:5432/ms3_jokes');
+    assert.equal(byName.jokes?.env.DATABASE_PASSWORD_FILE, undefined);
+    assert.deepEqual(
+      infraEndpoints(local).map((e) => [e.name, e.port]),
+      [
+        ['redis', 6379],
+        ['db', 5432],
+      ],
+    );
   });
 
   test('a published port in front of the service becomes its native port', () => {
@@ -247,7 +306,16 @@ describe('scripts/lib/compose.ts', () => {
   });
 
   test('startOrder puts dependencies first and rejects a cycle', () => {
-    const svc = (name: string, dependsOn: string[]) => ({ name, service: name, env: {}, dependsOn, port: undefined });
+    const svc = (name: string, dependsOn: string[]) => ({
+      name,
+      service: name,
+      env: {},
+      dependsOn,
+      conditions: {},
+      port: undefined,
+      args: ['src/main.ts'],
+      oneShot: false,
+    });
     const order = startOrder([svc('a', ['b']), svc('b', ['c', 'redis']), svc('c', [])]).map((s) => s.name);
     assert.deepEqual(order, ['c', 'b', 'a']);
     assert.throws(() => startOrder([svc('a', ['b']), svc('b', ['a'])]), /cycle: a -> b -> a/);

@@ -54,8 +54,14 @@ export interface NativeService {
   env: Record<string, string>;
   /** Compose services this one waits for. */
   dependsOn: string[];
+  /** What each dependency must reach first: service_healthy or service_completed_successfully. */
+  conditions: Record<string, string>;
   /** Port the service listens on, when known. */
   port: number | undefined;
+  /** Arguments after `node`, run in services/<service> as the image's WORKDIR is; `src/main.ts` unless Compose says. */
+  args: string[];
+  /** A step that runs to completion (a migration), not a server: Compose's `restart: "no"` with a command. */
+  oneShot: boolean;
 }
 
 /** An infrastructure service (no build) that native runs expect at 127.0.0.1. */
@@ -94,6 +100,17 @@ export function composeVariables(projectDir: string, env: NodeJS.ProcessEnv = pr
   const fromFile = existsSync(dotenvPath) ? parseEnv(readFileSync(dotenvPath, 'utf8')) : {};
   return { ...fromFile, ...env };
 }
+
+/**
+ * What native runs interpolate with: the local PostgreSQL's superuser where Compose would create
+ * its own user (unless .env or the environment names one), then the usual variables.
+ */
+export function nativeVariables(projectDir: string, env: NodeJS.ProcessEnv = process.env): Variables {
+  return { POSTGRES_USER: 'postgres', ...composeVariables(projectDir, env) };
+}
+
+/** Secret files Compose mounts into containers; natively there are none (local servers trust loopback). */
+const CONTAINER_SECRET = /^\/run\/secrets\//;
 
 /** Reads and interpolates a Compose file; YAML merge keys (`<<: *anchor`) are honoured as Compose does. */
 export function loadCompose(path: string, options: LoadOptions = {}): ComposeFile {
@@ -184,10 +201,19 @@ function portFromHealthcheck(service: ComposeService): number | undefined {
   return match?.[1] ? Number(match[1]) : undefined;
 }
 
+/** The arguments after `node` of a Compose command (exec form, or a plain string split on spaces). */
+function nodeArgs(name: string, command: ComposeService['command']): string[] {
+  if (command === undefined) return ['src/main.ts'];
+  const argv = Array.isArray(command) ? command : command.split(/\s+/).filter(Boolean);
+  if (argv[0] !== 'node') throw new Error(`Compose service "${name}": command must start with node, got "${argv[0]}"`);
+  return argv.slice(1);
+}
+
 /**
  * The Node services of a Compose file as local processes: every service built with a SERVICE build
  * argument, its environment taken from Compose with Compose host names mapped to 127.0.0.1 (each
- * service has its own port, so they do not clash on one host). A published port in front of the
+ * service has its own port, so they do not clash on one host) and container secret files left out.
+ * A published port in front of the
  * service's own port becomes its native port, so the stack answers at the same URL both ways.
  */
 export function nativeServices(compose: ComposeFile): NativeService[] {
@@ -197,14 +223,28 @@ export function nativeServices(compose: ComposeFile): NativeService[] {
     const dir = buildArgsOf(service).SERVICE;
     if (dir === undefined) continue;
     const env: Record<string, string> = {};
-    for (const [key, value] of Object.entries(environmentOf(service))) env[key] = localize(value, hosts);
+    for (const [key, value] of Object.entries(environmentOf(service))) {
+      if (key.endsWith('_FILE') && CONTAINER_SECRET.test(value)) continue;
+      env[key] = localize(value, hosts);
+    }
     let port = env.PORT ? Number(env.PORT) : portFromHealthcheck(service);
     const published = publishedPorts(service).find((p) => p.target === port)?.published;
     if (published !== undefined && published !== port) {
       port = published;
       env.PORT = String(published);
     }
-    out.push({ name, service: dir, env, dependsOn: Object.keys(dependenciesOf(service)), port });
+    const conditions = dependenciesOf(service);
+    const oneShot = service.restart === 'no' && service.command !== undefined;
+    out.push({
+      name,
+      service: dir,
+      env,
+      dependsOn: Object.keys(conditions),
+      conditions,
+      port: oneShot ? undefined : port,
+      args: nodeArgs(name, service.command),
+      oneShot,
+    });
   }
   return out;
 }

@@ -37,13 +37,18 @@ export function loadConfig<S extends TObject>(schema: S, env: NodeJS.ProcessEnv 
   }
 }
 
-/** loadConfig for a main module: prints the problem and exits with status 78 (EX_CONFIG). */
-export function loadConfigOrExit<S extends TObject>(schema: S, env: NodeJS.ProcessEnv = process.env): Static<S> {
+/** Runs a start-up step; a ConfigError is printed and ends the process with status 78 (EX_CONFIG). */
+export function orExit<T>(step: () => T): T {
   try {
-    return loadConfig(schema, env);
+    return step();
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`${err.message}\n`);
     process.exit(78);
   }
+}
+
+/** loadConfig for a main module: prints the problem and exits with status 78 (EX_CONFIG). */
+export function loadConfigOrExit<S extends TObject>(schema: S, env: NodeJS.ProcessEnv = process.env): Static<S> {
+  return orExit(() => loadConfig(schema, env));
 }

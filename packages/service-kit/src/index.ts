@@ -1,5 +1,6 @@
 export { createService, type ServiceOptions } from './app.ts';
-export { ConfigError, loadConfig, loadConfigOrExit } from './config.ts';
+export { ConfigError, loadConfig, loadConfigOrExit, orExit } from './config.ts';
+export { databaseEnv, databaseUrl } from './database-url.ts';
 export {
   dependencyUnavailable,
   describeValidation,

@@ -1,10 +1,8 @@
-import { baseEnv, urlEnv } from '@berth/service-kit';
+import { baseEnv, databaseEnv } from '@berth/service-kit';
 import { type Static, Type } from 'typebox';
 
 /** Where the JokesDB lives; the default is the local server with trust auth. */
-export const DatabaseEnv = {
-  DATABASE_URL: urlEnv(['postgres', 'postgresql'], 'postgres://postgres@127.0.0.1:5432/ms3_jokes'),
-};
+export const DatabaseEnv = databaseEnv('ms3_jokes');
 
 /** The jokes service's environment. The pool limits keep every request bounded when PostgreSQL is slow or gone. */
 export const JokesEnv = Type.Object({

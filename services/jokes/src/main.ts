@@ -1,10 +1,10 @@
-import { createPool, loadConfigOrExit, serve } from '@berth/service-kit';
+import { createPool, databaseUrl, loadConfigOrExit, orExit, serve } from '@berth/service-kit';
 import { buildApp } from './app.ts';
 import { JokesEnv } from './config.ts';
 
 const config = loadConfigOrExit(JokesEnv);
 const pool = createPool({
-  connectionString: config.DATABASE_URL,
+  connectionString: orExit(() => databaseUrl(config)),
   applicationName: 'berth-jokes',
   max: config.DATABASE_POOL_MAX,
   connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
