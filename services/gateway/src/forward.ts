@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { Readable } from 'node:stream';
 import { httpError } from '@berth/service-kit';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Pool } from 'undici';
@@ -93,38 +94,72 @@ export function createForwarder(upstream: Upstream, config: GatewayConfig) {
     bodyTimeout: config.UPSTREAM_TIMEOUT_MS,
   });
 
-  /** Sends the request on as it came (path, query, body stream) and relays the answer. */
-  async function handler(request: FastifyRequest, reply: FastifyReply) {
-    const path = request.url;
+  const timeoutMs = config.UPSTREAM_TIMEOUT_MS;
+  const fail = (request: FastifyRequest, err: Error) => {
+    request.log.warn({ err, upstream: upstream.name }, 'upstream request failed');
+    return upstreamFailure(upstream, err, timeoutMs);
+  };
+
+  /**
+   * Sends the request on as it came (path, query, body stream) and relays the answer. It talks to
+   * undici's dispatcher directly: small answers are gathered chunk by chunk and written in one go,
+   * larger or open-ended ones (files, event streams) flow through a stream with backpressure.
+   */
+  function handler(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
     const raw = request.raw;
     const hasBody = raw.headers['content-length'] !== undefined || raw.headers['transfer-encoding'] !== undefined;
     // an event stream stays open for as long as the client listens
-    const streaming = raw.headers.accept?.includes('text/event-stream') === true;
-    let res: Awaited<ReturnType<Pool['request']>>;
-    try {
-      res = await pool.request({
-        path,
-        method: request.method as 'GET',
-        headers: requestHeaders(request),
-        body: hasBody ? raw : null,
-        bodyTimeout: streaming ? 0 : config.UPSTREAM_TIMEOUT_MS,
-      });
-    } catch (err) {
-      request.log.warn({ err, upstream: upstream.name }, 'upstream request failed');
-      throw upstreamFailure(upstream, err as Error, config.UPSTREAM_TIMEOUT_MS);
-    }
-    reply.code(res.statusCode);
-    copyResponseHeaders(reply, res.headers);
-    const length = Number(res.headers['content-length'] ?? Number.NaN);
-    if (length <= BUFFER_LIMIT) {
-      try {
-        return reply.send(Buffer.from(await res.body.arrayBuffer()));
-      } catch (err) {
-        reply.removeHeader('content-length');
-        throw upstreamFailure(upstream, err as Error, config.UPSTREAM_TIMEOUT_MS);
-      }
-    }
-    return reply.send(res.body);
+    const eventStream = raw.headers.accept?.includes('text/event-stream') === true;
+    return new Promise((resolve, reject) => {
+      let chunks: Buffer[] | undefined;
+      let stream: Readable | undefined;
+      pool.dispatch(
+        {
+          path: request.url,
+          method: request.method as 'GET',
+          headers: requestHeaders(request),
+          body: hasBody ? raw : null,
+          bodyTimeout: eventStream ? 0 : timeoutMs,
+        },
+        {
+          onRequestStart() {},
+          onResponseStart(controller, statusCode, headers) {
+            reply.code(statusCode);
+            copyResponseHeaders(reply, headers);
+            const length = Number(headers['content-length'] ?? Number.NaN);
+            if (length <= BUFFER_LIMIT) {
+              chunks = [];
+              return;
+            }
+            stream = new Readable({
+              read: () => controller.resume(),
+              destroy: (err, done) => {
+                if (!controller.aborted) controller.abort(err ?? new Error('client went away'));
+                done(err);
+              },
+            });
+            resolve(reply.send(stream));
+          },
+          onResponseData(controller, chunk) {
+            if (chunks) chunks.push(chunk);
+            else if (stream && !stream.push(chunk)) controller.pause();
+          },
+          onResponseEnd() {
+            if (chunks) resolve(reply.send(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+            else stream?.push(null);
+          },
+          onResponseError(_controller, err) {
+            if (stream) {
+              stream.destroy(err);
+              return;
+            }
+            // the status and headers set so far belong to an answer that never completed
+            if (chunks) for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name);
+            reject(fail(request, err));
+          },
+        },
+      );
+    });
   }
 
   return { pool, handler };
