@@ -1,0 +1,57 @@
+import { access, constants } from 'node:fs/promises';
+import { createService, postgresReadiness } from '@berth/service-kit';
+import fastifyMultipart from '@fastify/multipart';
+import type pg from 'pg';
+import type { ImagesConfig } from './config.ts';
+import { imageReader } from './db/images.ts';
+import { fileRoutes } from './routes/files.ts';
+import { imageRoutes } from './routes/images.ts';
+import { uploadRoutes } from './routes/upload.ts';
+import type { Store } from './storage/store.ts';
+import { Thumbnails } from './thumbnails.ts';
+import { strictBodyTypes } from './validation.ts';
+
+/** What the images service is built from; tests pass a pool on their own database and a temp store. */
+export interface ImagesDeps {
+  pool: pg.Pool;
+  store: Store;
+}
+
+/** The settings buildApp reads. */
+export type AppConfig = Pick<ImagesConfig, 'LOG_LEVEL' | 'MAX_UPLOAD_BYTES' | 'MAX_PIXELS'>;
+
+/** Image bodies are not parsed: the upload route streams them to disk itself. */
+function streamImageBodies(app: ReturnType<typeof createService>) {
+  app.addContentTypeParser(/^image\//i, (_request, payload, done) => done(null, payload));
+}
+
+/** Builds the images app; the pool is closed with it. */
+export function buildApp(config: AppConfig, deps: ImagesDeps) {
+  const { pool, store } = deps;
+  const app = createService({
+    name: 'images',
+    logLevel: config.LOG_LEVEL,
+    readiness: {
+      // not ready until the migrate step has created the tables
+      postgres: postgresReadiness(pool, 'SELECT 1 FROM images LIMIT 0'),
+      volume: () => access(store.root, constants.W_OK),
+    },
+  });
+  strictBodyTypes(app);
+  streamImageBodies(app);
+  app.register(fastifyMultipart);
+  const images = imageReader(pool);
+  const thumbnails = new Thumbnails(store, config.MAX_PIXELS);
+  app.register(async (scope) => {
+    uploadRoutes(scope, pool, store, { maxUploadBytes: config.MAX_UPLOAD_BYTES, maxPixels: config.MAX_PIXELS });
+    imageRoutes(scope, pool, images, store);
+    fileRoutes(scope, images, store, thumbnails);
+  });
+  app.addHook('onReady', async () => {
+    await store.init();
+  });
+  app.addHook('onClose', async () => {
+    await pool.end();
+  });
+  return app;
+}

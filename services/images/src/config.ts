@@ -1,0 +1,40 @@
+import { baseEnv, urlEnv } from '@berth/service-kit';
+import { type Static, Type } from 'typebox';
+
+/** Where the image metadata lives; the default is the local server with trust auth. */
+export const DatabaseEnv = {
+  DATABASE_URL: urlEnv(['postgres', 'postgresql'], 'postgres://postgres@127.0.0.1:5432/images'),
+};
+
+const MiB = 1024 * 1024;
+
+/** The images service's environment. Every limit has a default that is safe on a small machine. */
+export const ImagesEnv = Type.Object({
+  ...baseEnv(3003),
+  ...DatabaseEnv,
+  IMAGES_DIR: Type.String({ minLength: 1, default: './data/images' }),
+  MAX_UPLOAD_BYTES: Type.Integer({ minimum: 1024, maximum: 4096 * MiB, default: 50 * MiB }),
+  MAX_IMPORT_BYTES: Type.Integer({ minimum: 1024, maximum: 1024 * 1024 * MiB, default: 2048 * MiB }),
+  MAX_PIXELS: Type.Integer({ minimum: 1, maximum: 1_000_000_000, default: 50_000_000 }),
+  SWEEP_INTERVAL_MS: Type.Integer({ minimum: 0, maximum: 7 * 24 * 3600_000, default: 3600_000 }),
+  SWEEP_GRACE_MS: Type.Integer({ minimum: 0, maximum: 30 * 24 * 3600_000, default: 3600_000 }),
+  IMPORT_STALE_MS: Type.Integer({ minimum: 1000, maximum: 3600_000, default: 15_000 }),
+  IMPORT_BATCH: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }),
+  IMPORT_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 64, default: 16 }),
+  DATABASE_POOL_MAX: Type.Integer({ minimum: 2, maximum: 100, default: 10 }),
+  DATABASE_CONNECT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 30000, default: 1000 }),
+  DATABASE_STATEMENT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60000, default: 5000 }),
+});
+
+/** Validated images configuration. */
+export type ImagesConfig = Static<typeof ImagesEnv>;
+
+/** The migrate command's environment: only the database and how long to wait for it. */
+export const MigrateEnv = Type.Object({
+  LOG_LEVEL: baseEnv(3003).LOG_LEVEL,
+  ...DatabaseEnv,
+  MIGRATE_WAIT_MS: Type.Integer({ minimum: 0, maximum: 600000, default: 60000 }),
+});
+
+/** Validated migrate configuration. */
+export type MigrateConfig = Static<typeof MigrateEnv>;

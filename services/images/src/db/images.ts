@@ -1,0 +1,362 @@
+import { withPostgres } from '@berth/service-kit';
+import type pg from 'pg';
+import type { Position } from '../cursor.ts';
+import { prepared, type Tx } from './transaction.ts';
+
+/** The image formats stored, by the names sharp reports (AVIF mapped from HEIF with AV1). */
+export const FORMATS = ['jpeg', 'png', 'webp', 'gif', 'tiff', 'avif'] as const;
+/** One of the stored formats. */
+export type Format = (typeof FORMATS)[number];
+
+/** The Content-Type each format is served with. */
+export const CONTENT_TYPES: Record<Format, string> = {
+  jpeg: 'image/jpeg',
+  png: 'image/png',
+  webp: 'image/webp',
+  gif: 'image/gif',
+  tiff: 'image/tiff',
+  avif: 'image/avif',
+};
+
+/** File name extensions by format, for exports. */
+export const EXTENSIONS: Record<Format, string> = {
+  jpeg: 'jpg',
+  png: 'png',
+  webp: 'webp',
+  gif: 'gif',
+  tiff: 'tiff',
+  avif: 'avif',
+};
+
+/** An image row as PostgreSQL returns it. */
+export interface ImageRow {
+  id: string;
+  sha256: string;
+  dataset: string;
+  label: string | null;
+  split: string | null;
+  tags: string[];
+  format: Format;
+  width: number;
+  height: number;
+  channels: number;
+  bytes: string;
+  original_name: string | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+/** An image's metadata as the API serves it. */
+export interface Image {
+  id: string;
+  dataset: string;
+  label: string | null;
+  split: string | null;
+  tags: string[];
+  sha256: string;
+  format: Format;
+  contentType: string;
+  width: number;
+  height: number;
+  channels: number;
+  bytes: number;
+  filename: string | null;
+  createdAt: string;
+  updatedAt: string;
+  fileUrl: string;
+}
+
+/** A new row, before PostgreSQL dates it. */
+export interface NewImage {
+  id: string;
+  sha256: string;
+  dataset: string;
+  label: string | null;
+  split: string | null;
+  tags: string[];
+  format: Format;
+  width: number;
+  height: number;
+  channels: number;
+  bytes: number;
+  filename: string | null;
+}
+
+/** The fields PATCH may change; null clears label or split. */
+export interface ImagePatch {
+  label?: string | null;
+  split?: string | null;
+  tags?: string[];
+}
+
+/** What serving an image's bytes needs. */
+export interface FileRef {
+  sha256: string;
+  format: Format;
+  bytes: number;
+}
+
+/** The filters GET /images takes; split "none" means rows without a split. */
+export interface ListFilters {
+  dataset?: string;
+  label?: string;
+  split?: string;
+  tag?: string;
+}
+
+/** Counts of a group of images by split; `none` counts those without one. */
+export interface SplitCounts {
+  train: number;
+  test: number;
+  val: number;
+  none: number;
+}
+
+const COLUMNS =
+  'id, sha256, dataset, label, split, tags, format, width, height, channels, bytes, original_name, created_at, updated_at';
+
+/** The API shape of a row. */
+export function toImage(row: ImageRow): Image {
+  return {
+    id: row.id,
+    dataset: row.dataset,
+    label: row.label,
+    split: row.split,
+    tags: row.tags,
+    sha256: row.sha256,
+    format: row.format,
+    contentType: CONTENT_TYPES[row.format],
+    width: row.width,
+    height: row.height,
+    channels: row.channels,
+    bytes: Number(row.bytes),
+    filename: row.original_name,
+    createdAt: row.created_at.toISOString(),
+    updatedAt: row.updated_at.toISOString(),
+    fileUrl: `/images/${row.id}/file`,
+  };
+}
+
+// ---- writes: each takes the transaction it is part of, so callers can add rows (e.g. an outbox
+// event) to the same commit
+
+const INSERT = `INSERT INTO images (id, sha256, dataset, label, split, tags, format, width, height, channels, bytes, original_name)
+  VALUES ($1, $2, $3, $4, $5, $6::text[], $7, $8, $9, $10, $11, $12)
+  ON CONFLICT (dataset, sha256) DO NOTHING
+  RETURNING ${COLUMNS}`;
+
+/** Inserts one image; undefined when the data set already holds the same content. */
+export async function insertImage(tx: Tx, image: NewImage): Promise<Image | undefined> {
+  const { rows } = await tx.query<ImageRow>(
+    prepared(INSERT, [
+      image.id,
+      image.sha256,
+      image.dataset,
+      image.label,
+      image.split,
+      image.tags,
+      image.format,
+      image.width,
+      image.height,
+      image.channels,
+      image.bytes,
+      image.filename,
+    ]),
+  );
+  return rows[0] ? toImage(rows[0]) : undefined;
+}
+
+/** The image with this content in this data set, if any. */
+export async function findByContent(tx: Tx, dataset: string, sha256: string): Promise<Image | undefined> {
+  const { rows } = await tx.query<ImageRow>(
+    prepared(`SELECT ${COLUMNS} FROM images WHERE dataset = $1 AND sha256 = $2`, [dataset, sha256]),
+  );
+  return rows[0] ? toImage(rows[0]) : undefined;
+}
+
+const INSERT_MANY = `INSERT INTO images (id, sha256, dataset, label, split, tags, format, width, height, channels, bytes, original_name)
+  SELECT id, sha256, $1, label, split, $2::text[], format, width, height, channels, bytes, original_name
+  FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[], $9::int[], $10::int[], $11::int8[], $12::text[])
+    AS r(id, sha256, label, split, format, width, height, channels, bytes, original_name)
+  ON CONFLICT (dataset, sha256) DO NOTHING
+  RETURNING sha256`;
+
+/**
+ * Inserts many images of one data set in one statement (arrays unnested into rows); content the
+ * data set already holds, or that repeats within the batch, is skipped. Returns the hashes stored.
+ */
+export async function insertImages(tx: Tx, dataset: string, tags: string[], images: NewImage[]): Promise<string[]> {
+  if (images.length === 0) return [];
+  const { rows } = await tx.query<{ sha256: string }>(
+    prepared(INSERT_MANY, [
+      dataset,
+      tags,
+      images.map((i) => i.id),
+      images.map((i) => i.sha256),
+      images.map((i) => i.label),
+      images.map((i) => i.split),
+      images.map((i) => i.format),
+      images.map((i) => i.width),
+      images.map((i) => i.height),
+      images.map((i) => i.channels),
+      images.map((i) => i.bytes),
+      images.map((i) => i.filename),
+    ]),
+  );
+  return rows.map((row) => row.sha256);
+}
+
+/** Changes label, split or tags; undefined when there is no such image. */
+export async function updateImage(tx: Tx, id: string, patch: ImagePatch): Promise<Image | undefined> {
+  const sets: string[] = [];
+  const values: unknown[] = [id];
+  if (patch.label !== undefined) {
+    values.push(patch.label);
+    sets.push(`label = $${values.length}`);
+  }
+  if (patch.split !== undefined) {
+    values.push(patch.split);
+    sets.push(`split = $${values.length}`);
+  }
+  if (patch.tags !== undefined) {
+    values.push(patch.tags);
+    sets.push(`tags = $${values.length}::text[]`);
+  }
+  const { rows } = await tx.query<ImageRow>(
+    prepared(`UPDATE images SET ${sets.join(', ')} WHERE id = $1 RETURNING ${COLUMNS}`, values),
+  );
+  return rows[0] ? toImage(rows[0]) : undefined;
+}
+
+/** Deletes an image row; returns what it was, or undefined when there was none. */
+export async function deleteImage(tx: Tx, id: string): Promise<Image | undefined> {
+  const { rows } = await tx.query<ImageRow>(prepared(`DELETE FROM images WHERE id = $1 RETURNING ${COLUMNS}`, [id]));
+  return rows[0] ? toImage(rows[0]) : undefined;
+}
+
+// ---- reads
+
+function splitCounts(row: { train: number; test: number; val: number; none: number }): SplitCounts {
+  return { train: row.train, test: row.test, val: row.val, none: row.none };
+}
+
+const SPLIT_COUNTS = `count(*) FILTER (WHERE split = 'train')::int AS train,
+  count(*) FILTER (WHERE split = 'test')::int AS test,
+  count(*) FILTER (WHERE split = 'val')::int AS val,
+  count(*) FILTER (WHERE split IS NULL)::int AS none`;
+
+/** Reads on the pool; every outage is the shared 503. */
+export function imageReader(pool: pg.Pool) {
+  const query = <R extends pg.QueryResultRow>(text: string, values: unknown[] = []) =>
+    withPostgres(() => pool.query<R>(prepared(text, values)));
+
+  return {
+    /** One image by id. */
+    async get(id: string): Promise<Image | undefined> {
+      const { rows } = await query<ImageRow>(`SELECT ${COLUMNS} FROM images WHERE id = $1`, [id]);
+      return rows[0] ? toImage(rows[0]) : undefined;
+    },
+
+    /** Just what serving the bytes needs. */
+    async fileRef(id: string): Promise<FileRef | undefined> {
+      const { rows } = await query<{ sha256: string; format: Format; bytes: string }>(
+        'SELECT sha256, format, bytes FROM images WHERE id = $1',
+        [id],
+      );
+      const row = rows[0];
+      return row ? { sha256: row.sha256, format: row.format, bytes: Number(row.bytes) } : undefined;
+    },
+
+    /** A keyset page in id order (oldest first) under the filters; `next` is set when more follow. */
+    async list(filters: ListFilters, limit: number, after?: Position): Promise<{ items: Image[]; next?: Position }> {
+      const values: unknown[] = [];
+      const add = (value: unknown) => {
+        values.push(value);
+        return `$${values.length}`;
+      };
+      const conditions: string[] = [];
+      if (filters.dataset !== undefined) conditions.push(`dataset = ${add(filters.dataset)}`);
+      if (filters.label !== undefined) conditions.push(`label = ${add(filters.label)}`);
+      if (filters.split === 'none') conditions.push('split IS NULL');
+      else if (filters.split !== undefined) conditions.push(`split = ${add(filters.split)}`);
+      if (filters.tag !== undefined) conditions.push(`tags @> ARRAY[${add(filters.tag)}]::text[]`);
+      if (after) conditions.push(`id > ${add(after.id)}::uuid`);
+      const where = conditions.length ? `WHERE ${conditions.join(' AND ')}` : '';
+      const { rows } = await query<ImageRow>(
+        `SELECT ${COLUMNS} FROM images ${where} ORDER BY id LIMIT ${add(limit + 1)}`,
+        values,
+      );
+      const items = rows.slice(0, limit).map(toImage);
+      const last = items.at(-1);
+      return { items, next: rows.length > limit && last ? { id: last.id } : undefined };
+    },
+
+    /** Every data set with its image count, bytes, label count and split counts. */
+    async datasets() {
+      const { rows } = await query<{
+        name: string;
+        count: number;
+        bytes: string;
+        labels: number;
+        train: number;
+        test: number;
+        val: number;
+        none: number;
+      }>(
+        `SELECT dataset AS name, count(*)::int AS count, sum(bytes)::int8 AS bytes,
+           count(DISTINCT label)::int AS labels, ${SPLIT_COUNTS}
+         FROM images GROUP BY dataset ORDER BY dataset`,
+      );
+      return rows.map((row) => ({
+        name: row.name,
+        count: row.count,
+        bytes: Number(row.bytes),
+        labels: row.labels,
+        splits: splitCounts(row),
+      }));
+    },
+
+    /** Labels with their counts, overall and per split; in one data set or across all. */
+    async labels(dataset?: string) {
+      const where = dataset === undefined ? '' : 'WHERE dataset = $1';
+      const { rows } = await query<{
+        label: string | null;
+        count: number;
+        train: number;
+        test: number;
+        val: number;
+        none: number;
+      }>(
+        `SELECT label, count(*)::int AS count, ${SPLIT_COUNTS}
+         FROM images ${where} GROUP BY label ORDER BY label NULLS LAST`,
+        dataset === undefined ? [] : [dataset],
+      );
+      return rows.map((row) => ({ label: row.label, count: row.count, splits: splitCounts(row) }));
+    },
+
+    /** True when the data set holds at least one image. */
+    async hasDataset(dataset: string): Promise<boolean> {
+      const { rows } = await query('SELECT 1 FROM images WHERE dataset = $1 LIMIT 1', [dataset]);
+      return rows.length > 0;
+    },
+
+    /** The next page of a data set in id order, for exports. */
+    async page(dataset: string, afterId: string | null, limit: number): Promise<Image[]> {
+      // two statements rather than "$2 IS NULL OR id > $2", which a generic plan cannot use as an index bound
+      const { rows } =
+        afterId === null
+          ? await query<ImageRow>(`SELECT ${COLUMNS} FROM images WHERE dataset = $1 ORDER BY id LIMIT $2`, [
+              dataset,
+              limit,
+            ])
+          : await query<ImageRow>(
+              `SELECT ${COLUMNS} FROM images WHERE dataset = $1 AND id > $2::uuid ORDER BY id LIMIT $3`,
+              [dataset, afterId, limit],
+            );
+      return rows.map(toImage);
+    },
+  };
+}
+
+/** Image reads as routes see them. */
+export type ImageReader = ReturnType<typeof imageReader>;

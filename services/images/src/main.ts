@@ -1,0 +1,17 @@
+import { createPool, loadConfigOrExit, serve } from '@berth/service-kit';
+import { buildApp } from './app.ts';
+import { ImagesEnv } from './config.ts';
+import { Store } from './storage/store.ts';
+
+const config = loadConfigOrExit(ImagesEnv);
+const pool = createPool({
+  connectionString: config.DATABASE_URL,
+  applicationName: 'berth-images',
+  max: config.DATABASE_POOL_MAX,
+  connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
+  statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+});
+const store = new Store(config.IMAGES_DIR);
+const app = buildApp(config, { pool, store });
+pool.on('error', (err) => app.log.warn({ err: err.message }, 'postgres connection lost; the next query reconnects'));
+await serve(app, config.PORT, config.HOST);

@@ -1,0 +1,188 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, open, rename, rm, stat, unlink } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { type Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+
+/** A file written under a temporary name, fully flushed to disk, waiting to be put in place. */
+export interface Staged {
+  path: string;
+  sha256: string;
+  bytes: number;
+}
+
+/** Raised while streaming when the content grows past the allowed size; the temp file is gone by then. */
+export class TooLarge extends Error {
+  readonly limit: number;
+  constructor(limit: number) {
+    super(`Content is larger than ${limit} bytes`);
+    this.limit = limit;
+  }
+}
+
+/** The folder (under the root) for files still being received. */
+export const TEMP_DIR = '.tmp';
+/** The folder for thumbnails, keyed like the originals. */
+export const THUMBNAIL_DIR = 'thumbnails';
+/** The folder for data set import uploads, one subfolder per job. */
+export const IMPORT_DIR = '.imports';
+/** Temporary files start with this, wherever they are, so the sweep can tell them from content. */
+export const TEMP_PREFIX = '.tmp-';
+
+const SHA256 = /^[0-9a-f]{64}$/;
+
+function tempName(): string {
+  return `${TEMP_PREFIX}${randomBytes(9).toString('base64url')}`;
+}
+
+/** Counts and hashes bytes on their way through, failing once there are more than `limit`. */
+class Measure extends Transform {
+  readonly hash = createHash('sha256');
+  bytes = 0;
+  readonly #limit: number;
+  constructor(limit: number) {
+    super();
+    this.#limit = limit;
+  }
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null, data?: Buffer) => void) {
+    this.bytes += chunk.length;
+    if (this.bytes > this.#limit) {
+      callback(new TooLarge(this.#limit));
+      return;
+    }
+    this.hash.update(chunk);
+    callback(null, chunk);
+  }
+}
+
+/**
+ * The content-addressed file store: one file per distinct content at `<root>/ab/cd/<sha256>`.
+ * Files only ever appear under their final name by rename(2) of a complete, fsynced temp file on
+ * the same file system, so a reader or a crash never sees half a file.
+ */
+export class Store {
+  readonly root: string;
+  readonly #made = new Set<string>();
+
+  constructor(root: string) {
+    this.root = resolve(root);
+  }
+
+  /** Creates the root and the temp folder; call once at start-up. */
+  async init(): Promise<void> {
+    await mkdir(join(this.root, TEMP_DIR), { recursive: true });
+    await mkdir(join(this.root, IMPORT_DIR), { recursive: true });
+  }
+
+  /** Where the file with this hash lives. */
+  path(sha256: string): string {
+    if (!SHA256.test(sha256)) throw new Error(`"${sha256}" is not a SHA-256 in hex`);
+    return join(this.root, sha256.slice(0, 2), sha256.slice(2, 4), sha256);
+  }
+
+  /** Where a thumbnail of the file with this hash lives. */
+  thumbnailPath(sha256: string, size: number): string {
+    if (!SHA256.test(sha256)) throw new Error(`"${sha256}" is not a SHA-256 in hex`);
+    return join(this.root, THUMBNAIL_DIR, sha256.slice(0, 2), sha256.slice(2, 4), `${sha256}-${size}.webp`);
+  }
+
+  async #ensureDir(dir: string): Promise<void> {
+    if (this.#made.has(dir)) return;
+    await mkdir(dir, { recursive: true });
+    // 65,536 leaf folders at most, so remembering them all stays small
+    this.#made.add(dir);
+  }
+
+  /** Streams bytes to a temp file, hashing and counting them; refuses more than `limit` bytes. */
+  async stageStream(source: Readable, limit: number): Promise<Staged> {
+    const path = join(this.root, TEMP_DIR, tempName());
+    const measure = new Measure(limit);
+    try {
+      // flush: fsync before close, so a later rename never exposes data still in the page cache
+      await pipeline(source, measure, createWriteStream(path, { flags: 'wx', flush: true }));
+    } catch (err) {
+      await rm(path, { force: true });
+      throw err;
+    }
+    return { path, sha256: measure.hash.digest('hex'), bytes: measure.bytes };
+  }
+
+  /** Writes bytes whose hash is known to a temp file next to their final place, fsynced. */
+  async stageBytes(bytes: Uint8Array, sha256: string): Promise<Staged> {
+    const dir = dirname(this.path(sha256));
+    await this.#ensureDir(dir);
+    const path = join(dir, tempName());
+    const handle = await open(path, 'wx');
+    try {
+      await handle.writeFile(bytes);
+      await handle.datasync();
+    } catch (err) {
+      await handle.close().catch(() => {});
+      await rm(path, { force: true });
+      throw err;
+    }
+    await handle.close();
+    return { path, sha256, bytes: bytes.byteLength };
+  }
+
+  /**
+   * Renames a staged file to its final name and returns the folder it went into. The rename is
+   * only durable once that folder is synced (syncDirs); callers sync before their row commits.
+   */
+  async place(staged: Staged): Promise<string> {
+    const target = this.path(staged.sha256);
+    const dir = dirname(target);
+    await this.#ensureDir(dir);
+    await rename(staged.path, target);
+    return dir;
+  }
+
+  /** fsyncs folders so the renames in them survive a crash. */
+  async syncDirs(dirs: Iterable<string>): Promise<void> {
+    await Promise.all(
+      [...new Set(dirs)].map(async (dir) => {
+        const handle = await open(dir, 'r');
+        try {
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+      }),
+    );
+  }
+
+  /** Removes a staged file that will not be placed. */
+  async discard(staged: Staged | undefined): Promise<void> {
+    if (staged) await rm(staged.path, { force: true });
+  }
+
+  /** True when the file with this hash is in place. */
+  async has(sha256: string): Promise<boolean> {
+    try {
+      await stat(this.path(sha256));
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw err;
+    }
+  }
+
+  /** Deletes a file and its thumbnails; missing ones are fine. */
+  async remove(sha256: string): Promise<void> {
+    await unlink(this.path(sha256)).catch(ignoreMissing);
+    await Promise.all(THUMBNAIL_SIZES.map((size) => unlink(this.thumbnailPath(sha256, size)).catch(ignoreMissing)));
+  }
+
+  /** The folder a job's uploaded files are kept in until it finishes. */
+  importDir(jobId: string): string {
+    return join(this.root, IMPORT_DIR, jobId);
+  }
+}
+
+/** The thumbnail edge lengths the API makes. */
+export const THUMBNAIL_SIZES = [64, 128, 256] as const;
+
+function ignoreMissing(err: NodeJS.ErrnoException): void {
+  if (err.code !== 'ENOENT') throw err;
+}
