@@ -27,6 +27,9 @@ export async function listen(app: FastifyInstance): Promise<string> {
   return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
 }
 
+/** How many event streams the test upstream has seen closed by the other side. */
+export let eventStreamsClosed = 0;
+
 /** An upstream that reports what it received, answers slowly or big on request, for proxy tests. */
 export function echoUpstream(): FastifyInstance {
   const app = Fastify();
@@ -51,6 +54,16 @@ export function echoUpstream(): FastifyInstance {
   app.get('/counter/created', async (_request, reply) => {
     reply.code(201).header('location', '/counter/x').header('set-cookie', ['a=1', 'b=2']);
     return { created: true };
+  });
+  app.get('/counter/events', (request, reply) => {
+    reply.raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    let n = 0;
+    const tick = setInterval(() => reply.raw.write(`id: ${++n}\ndata: tick ${n}\n\n`), 50);
+    request.raw.on('close', () => {
+      clearInterval(tick);
+      app.log.info('event stream closed');
+      eventStreamsClosed += 1;
+    });
   });
   app.get('/readyz', async () => ({ status: 'ready' }));
   return app;

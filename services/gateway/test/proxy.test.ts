@@ -1,17 +1,18 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
-import { closedPort, echoUpstream, gateway, listen, rawGet } from './helpers.ts';
+import { closedPort, echoUpstream, eventStreamsClosed, gateway, listen, rawGet } from './helpers.ts';
 
 describe('gateway forwarding', () => {
   let upstream: FastifyInstance;
   let app: FastifyInstance;
+  let base: string;
 
   before(async () => {
     upstream = echoUpstream();
     const url = await listen(upstream);
     app = gateway({ COUNTER_URL: url, UPSTREAM_TIMEOUT_MS: '300' });
-    await app.ready();
+    base = await listen(app);
   });
 
   after(async () => {
@@ -77,6 +78,31 @@ describe('gateway forwarding', () => {
     assert.ok(res.rawPayload.every((byte) => byte === 7));
   });
 
+  test('streams server-sent events as they come and closes the upstream stream when the client leaves', async () => {
+    // UPSTREAM_TIMEOUT_MS is 300 here: an event stream must outlive it
+    const closedBefore = eventStreamsClosed;
+    const controller = new AbortController();
+    const res = await fetch(`${base}/counter/events`, {
+      headers: { accept: 'text/event-stream' },
+      signal: controller.signal,
+    });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-type'), 'text/event-stream');
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    let text = '';
+    const started = performance.now();
+    while (!text.includes('data: tick 8')) {
+      const { value, done } = await reader.read();
+      assert.equal(done, false, 'the stream ended early');
+      text += new TextDecoder().decode(value);
+    }
+    assert.ok(performance.now() - started > 300, 'events kept coming past the upstream timeout');
+    controller.abort();
+    const deadline = Date.now() + 2000;
+    while (eventStreamsClosed === closedBefore && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(eventStreamsClosed, closedBefore + 1, 'the upstream saw the client leave');
+  });
+
   test('answers 504 JSON when the upstream is slower than UPSTREAM_TIMEOUT_MS', async () => {
     const started = performance.now();
     const res = await app.inject({ url: '/counter/slow' });
@@ -89,7 +115,6 @@ describe('gateway forwarding', () => {
 
   test('refuses paths with dot segments instead of forwarding them', async () => {
     // over a real socket: an in-process request would resolve the dot segments before the gateway saw them
-    const base = await listen(app);
     for (const path of ['/counter/../jokes', '/counter/%2e%2e/admin', '/counter/./x', '/counter/%2E%2e%2fjokes']) {
       const res = await rawGet(base, path);
       assert.equal(res.statusCode, 400, path);
