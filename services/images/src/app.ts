@@ -4,6 +4,7 @@ import fastifyMultipart from '@fastify/multipart';
 import type pg from 'pg';
 import type { ImagesConfig } from './config.ts';
 import { imageReader } from './db/images.ts';
+import { datasetRoutes } from './routes/datasets.ts';
 import { fileRoutes } from './routes/files.ts';
 import { imageRoutes } from './routes/images.ts';
 import { uploadRoutes } from './routes/upload.ts';
@@ -46,6 +47,7 @@ export function buildApp(config: AppConfig, deps: ImagesDeps) {
     uploadRoutes(scope, pool, store, { maxUploadBytes: config.MAX_UPLOAD_BYTES, maxPixels: config.MAX_PIXELS });
     imageRoutes(scope, pool, images, store);
     fileRoutes(scope, images, store, thumbnails);
+    datasetRoutes(scope, images);
   });
   app.addHook('onReady', async () => {
     await store.init();

@@ -63,8 +63,7 @@ export const PatchBody = Type.Object(
     tags: Type.Optional(
       Type.Array(Tag, {
         maxItems: MAX_TAGS,
-        uniqueItems: true,
-        description: `must be a list of at most ${MAX_TAGS} distinct tags`,
+        description: `must be a list of at most ${MAX_TAGS} tags`,
       }),
     ),
   },
