@@ -101,14 +101,16 @@ export async function makeTar(entries: readonly TarEntry[], options: { gzip?: bo
   const pack = tar.pack();
   const chunks: Buffer[] = [];
   const done = (async () => {
-    for await (const chunk of pack) chunks.push(chunk);
+    for await (const chunk of pack) chunks.push(chunk as Buffer);
   })();
   for (const entry of entries) {
     const type = entry.type ?? 'file';
     const data = type === 'file' ? Buffer.from(entry.data ?? new Uint8Array()) : undefined;
     await new Promise<void>((resolve, reject) => {
       const header = { name: entry.name, type, linkname: entry.linkname, mode: type === 'directory' ? 0o755 : 0o644 };
-      pack.entry(header, data, (error) => (error ? reject(error) : resolve()));
+      const done = (error?: Error | null) => (error ? reject(error) : resolve());
+      if (data) pack.entry(header, data, done);
+      else pack.entry(header, done);
     });
   }
   pack.finalize();
