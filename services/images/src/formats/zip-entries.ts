@@ -1,0 +1,132 @@
+import { crc32 } from 'node:zlib';
+import yauzl from 'yauzl';
+import type { ArchiveEntry, ArchiveLimits, EntryContent, EntryType } from './archive-entry.ts';
+import { FormatError } from './types.ts';
+
+const UNIX = 3;
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+const S_IFDIR = 0o040000;
+const S_IFLNK = 0o120000;
+const DOS_DIRECTORY = 0x10;
+
+/** Opens a zip file, refusing it before reading any entry when it lists too many. */
+export async function openZip(path: string, name: string, limits: ArchiveLimits): Promise<yauzl.ZipFile> {
+  let zip: yauzl.ZipFile;
+  try {
+    // Names are decoded and checked here instead of by yauzl, which fails the whole archive
+    // on one bad name; sizes stay validated so an entry cannot inflate past what it declares
+    zip = await yauzl.openPromise(path, {
+      lazyEntries: true,
+      autoClose: false,
+      decodeStrings: false,
+      validateEntrySizes: true,
+    });
+  } catch (error) {
+    throw corrupt(name, error);
+  }
+  if (zip.entryCount > limits.maxEntries) {
+    zip.close();
+    throw new FormatError(
+      `Archive "${name}" has ${zip.entryCount} entries, more than the limit of ${limits.maxEntries}`,
+    );
+  }
+  return zip;
+}
+
+/**
+ * Lists the entries of a zip file from its central directory, in order. Reading one opens
+ * just that entry's data, so entries that are skipped cost nothing.
+ */
+export async function* zipEntries(
+  path: string,
+  name: string,
+  limits: ArchiveLimits,
+): AsyncGenerator<ArchiveEntry, void, undefined> {
+  const zip = await openZip(path, name, limits);
+  let index = 0;
+  let total = 0;
+  try {
+    let entries: AsyncIterableIterator<yauzl.Entry>;
+    try {
+      entries = zip.eachEntry();
+    } catch (error) {
+      throw corrupt(name, error);
+    }
+    while (true) {
+      let next: IteratorResult<yauzl.Entry>;
+      try {
+        next = await entries.next();
+      } catch (error) {
+        throw corrupt(name, error);
+      }
+      if (next.done) break;
+      const entry = next.value;
+      const path = entryPath(entry);
+      yield {
+        index: index++,
+        path,
+        type: entryType(entry, path),
+        size: entry.uncompressedSize,
+        read: async () => {
+          total += entry.uncompressedSize;
+          if (total > limits.maxTotalBytes) {
+            throw new FormatError(`Archive "${name}" holds more than ${limits.maxTotalBytes} bytes uncompressed`);
+          }
+          return readEntry(zip, entry, path);
+        },
+      };
+    }
+  } finally {
+    zip.close();
+  }
+}
+
+/** The entry's name as UTF-8 (or CP437 for old archives), backslashes turned into slashes. */
+export function entryPath(entry: yauzl.Entry): string {
+  return yauzl.getFileNameLowLevel(entry.generalPurposeBitFlag, entry.fileNameRaw, entry.extraFields, false);
+}
+
+function entryType(entry: yauzl.Entry, path: string): EntryType {
+  if (entry.versionMadeBy >> 8 === UNIX) {
+    const format = (entry.externalFileAttributes >>> 16) & S_IFMT;
+    if (format === S_IFLNK) return 'symlink';
+    if (format === S_IFDIR) return 'directory';
+    if (format !== S_IFREG && format !== 0) return 'special';
+  }
+  if (path.endsWith('/') || (entry.externalFileAttributes & DOS_DIRECTORY) !== 0) return 'directory';
+  return 'file';
+}
+
+async function readEntry(zip: yauzl.ZipFile, entry: yauzl.Entry, path: string): Promise<EntryContent> {
+  const quoted = `Archive entry "${path}"`;
+  if (entry.isEncrypted()) return { ok: false, cause: 'unsupported', reason: `${quoted} is encrypted; skipped` };
+  if (!entry.canDecodeFileData()) {
+    return {
+      ok: false,
+      cause: 'unsupported',
+      reason: `${quoted} uses compression method ${entry.compressionMethod}, which is not supported; skipped`,
+    };
+  }
+  try {
+    const stream = await zip.openReadStreamPromise(entry);
+    const bytes = Buffer.allocUnsafe(entry.uncompressedSize);
+    let at = 0;
+    // yauzl fails the stream as soon as it yields more than the declared size
+    for await (const chunk of stream as AsyncIterable<Buffer>) at += chunk.copy(bytes, at);
+    if (at !== entry.uncompressedSize) throw new Error(`it holds ${at} of ${entry.uncompressedSize} bytes`);
+    if (crc32(bytes) !== entry.crc32) throw new Error('its CRC-32 does not match');
+    return { ok: true, bytes };
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    return { ok: false, cause: 'corrupt', reason: `${quoted} is corrupt (${message}); skipped` };
+  }
+}
+
+function corrupt(name: string, error: unknown): unknown {
+  if (error instanceof FormatError) return error;
+  if (error instanceof Error && 'syscall' in error) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  const phrase = message.charAt(0).toLowerCase() + message.slice(1).replace(/\.$/, '');
+  return new FormatError(`Archive "${name}" is not a readable zip file: ${phrase}`, { cause: error });
+}
