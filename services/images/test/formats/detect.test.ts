@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { openImport, planImport, sniffFile } from '../../src/formats/detect.ts';
-import type { FileRef, FormatName } from '../../src/formats/types.ts';
+import type { FileRef, FormatName, ImportItem } from '../../src/formats/types.ts';
 import {
   cifarBatch,
   collect,
@@ -29,6 +29,9 @@ async function file(name: string, bytes: Uint8Array): Promise<FileRef> {
   // Stored under a temp name, as the service saves uploads: only `name` carries the client's name
   return { path: await dir.write(`upload-${Math.random().toString(36).slice(2)}`, bytes), name };
 }
+
+// Label and split of a record; skipped entries have neither
+const placed = (item: ImportItem) => (item.kind === 'skipped' ? [item.reason] : [item.label, item.split]);
 
 async function plan(files: FileRef[], format?: FormatName) {
   const sniffed = [];
@@ -162,24 +165,21 @@ test('openImport opens the detected reader: IDX, CIFAR-10 and ImageFolder record
   const { images, labels } = await idxPair('train', true);
   const idx = await openImport([labels, images], { classNames: ['zero', 'one', 'two'] });
   assert.equal(idx.format, 'idx');
-  assert.deepEqual(
-    (await collect(idx)).map((record) => record.label),
-    ['one', 'two'],
-  );
+  assert.deepEqual((await collect(idx)).map(placed), [
+    ['one', 'train'],
+    ['two', 'train'],
+  ]);
 
   const batch = await file('test_batch.bin', cifarBatch([{ label: 4, rgb: pattern(1, 3072) }]));
   const cifar = await openImport([batch]);
-  assert.deepEqual(
-    (await collect(cifar)).map((record) => [record.label, record.split]),
-    [['deer', 'test']],
-  );
+  assert.deepEqual((await collect(cifar)).map(placed), [['deer', 'test']]);
 
   const tar = await file(
     'set.tar.gz',
     await makeTar([{ name: 'val/cat/1.png', data: pattern(1, 10) }], { gzip: true }),
   );
   const folder = await openImport([tar], { format: 'imagefolder', split: 'train' });
-  const [record] = await collect(folder);
-  assert.equal(record?.kind, 'encoded');
-  assert.deepEqual([record?.label, record?.split], ['cat', 'val']);
+  const items = await collect(folder);
+  assert.equal(items[0]?.kind, 'encoded');
+  assert.deepEqual(items.map(placed), [['cat', 'val']]);
 });
