@@ -210,6 +210,13 @@ function singleArchive(files: readonly SniffedFile[]): FileRef {
 }
 
 function cifarInput(files: readonly SniffedFile[]): CifarInput {
+  // Text is a class names list only under a .txt name: CIFAR's readme.html must not become labels
+  const stray = files.find((file) => file.kind === 'text' && !file.name.toLowerCase().endsWith('.txt'));
+  if (stray) {
+    throw new FormatError(
+      `File "${stray.name}" is a text file, neither a CIFAR-10 batch nor a class names file like "batches.meta.txt"`,
+    );
+  }
   const texts = files.filter((file) => file.kind === 'text');
   if (texts.length > 1) {
     throw new FormatError(`A CIFAR-10 import takes at most one class names file, but got ${quoteNames(texts)}`);

@@ -105,6 +105,14 @@ test('CIFAR-10 batches are detected by whole 3073-byte records, with a class nam
     input: { batches: [first, second], meta },
   });
   assert.deepEqual(await plan([second]), { format: 'cifar10', input: { batches: [second] } });
+  const readme = await file('readme.html', Buffer.from('<html>CIFAR-10</html>\n'));
+  await assert.rejects(plan([second, readme]), {
+    message:
+      'File "readme.html" is a text file, neither a CIFAR-10 batch nor a class names file like "batches.meta.txt"',
+  });
+  await assert.rejects(plan([second, meta, await file('labels.txt', Buffer.from('a\nb\n'))]), {
+    message: 'A CIFAR-10 import takes at most one class names file, but got "batches.meta.txt", "labels.txt"',
+  });
 });
 
 test('ImageFolder archives are detected by magic: zip, tar and tar.gz', async () => {
