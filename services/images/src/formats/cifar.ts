@@ -3,6 +3,7 @@ import { labelTable, truncatedRecord } from './records.ts';
 import {
   displayName,
   gzipError,
+  isGzip,
   isZlibError,
   openInput,
   readContentHead,
@@ -76,6 +77,8 @@ interface OpenedBatch {
   file: FileRef;
   name: string;
   split: Split | undefined;
+  /** Known for plain batches; gzip ones are counted by reading them. */
+  count: number | undefined;
 }
 
 /**
@@ -91,9 +94,9 @@ export async function openCifar(input: CifarInput, options: CifarOptions = {}): 
   let total: number | undefined = 0;
   for (const file of input.batches) {
     const name = displayName(file);
-    const count = await countRecords(file, name);
+    const { count, exact } = await countRecords(file, name);
     total = total === undefined || count === undefined ? undefined : total + count;
-    batches.push({ file, name, split: options.split ?? splitFromFileName(name) });
+    batches.push({ file, name, split: options.split ?? splitFromFileName(name), count: exact ? count : undefined });
   }
   return {
     format: 'cifar10',
@@ -113,20 +116,19 @@ async function readClassNames(meta: FileRef): Promise<string[]> {
 }
 
 // Exact for plain files; for gzip, the size field of the trailer when it fits whole records
-async function countRecords(file: FileRef, name: string): Promise<number | undefined> {
+async function countRecords(file: FileRef, name: string): Promise<{ count: number | undefined; exact: boolean }> {
   const { head, size } = await readRawHead(file.path, 2);
   const what = `CIFAR-10 batch "${name}"`;
   if (size === 0) throw new FormatError(`${what} is empty`);
-  if (head[0] === 0x1f && head[1] === 0x8b) {
+  if (isGzip(head)) {
     const trailer = await readGzipSize(file.path, size);
-    return trailer !== undefined && trailer > 0 && trailer % CIFAR10_RECORD_BYTES === 0
-      ? trailer / CIFAR10_RECORD_BYTES
-      : undefined;
+    const whole = trailer !== undefined && trailer > 0 && trailer % CIFAR10_RECORD_BYTES === 0;
+    return { count: whole ? trailer / CIFAR10_RECORD_BYTES : undefined, exact: false };
   }
   const whole = Math.floor(size / CIFAR10_RECORD_BYTES);
   const rest = size - whole * CIFAR10_RECORD_BYTES;
   if (rest !== 0) throw truncatedRecord(what, whole, rest, CIFAR10_RECORD_BYTES);
-  return whole;
+  return { count: whole, exact: true };
 }
 
 async function* readBatches(
@@ -136,7 +138,9 @@ async function* readBatches(
 ): AsyncGenerator<PixelsRecord, void, undefined> {
   let base = 0;
   for (const batch of batches) {
-    base = yield* readBatch(batch, base, labels, from);
+    // A resumed job passes over whole plain batches without opening them
+    if (batch.count !== undefined && base + batch.count <= from) base += batch.count;
+    else base = yield* readBatch(batch, base, labels, from);
   }
 }
 
