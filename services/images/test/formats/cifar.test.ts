@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 import { CIFAR10_CLASSES, openCifar, parseClassNames } from '../../src/formats/cifar.ts';
 import { FormatError } from '../../src/formats/types.ts';
@@ -143,5 +144,17 @@ test('openCifar resumes from an index across batches, and a split option overrid
       [2, 'val'],
       [3, 'val'],
     ],
+  );
+});
+
+test('a resumed CIFAR-10 import passes over plain batches before its position without opening them', async () => {
+  const first = await file('data_batch_1.bin', cifarBatch(train));
+  const second = await file('test_batch.bin', cifarBatch(testRecords));
+  const source = await openCifar({ batches: [first, second] });
+  await rm(first.path);
+  const records = await collect(source, 3);
+  assert.deepEqual(
+    records.map((record) => [record.index, record.label]),
+    [[3, 'dog']],
   );
 });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readdir, readlink } from 'node:fs/promises';
+import { readdir, readlink, rm } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -240,6 +240,18 @@ test('openIdx chains several pairs with one running index and a split per pair',
   assert.deepEqual(
     (await collect(source, 4)).map((record) => record.index),
     [4, 5, 6],
+  );
+});
+
+test('a resumed IDX import passes over pairs before its position without opening them', async () => {
+  const train = await pair('train', idxImages(rows, cols, images), idxLabels(labels));
+  const test = await pair('t10k', idxImages(rows, cols, images.slice(0, 2)), idxLabels(labels.slice(0, 2)));
+  const source = await openIdx([train, test]);
+  await rm(train.images.path);
+  await rm(train.labels.path);
+  assert.deepEqual(
+    (await collect(source, 6)).map((record) => [record.index, record.split]),
+    [[6, 'test']],
   );
 });
 
