@@ -71,6 +71,8 @@ CREATE TABLE import_jobs (
   imported integer NOT NULL DEFAULT 0,
   duplicates integer NOT NULL DEFAULT 0,
   failed integer NOT NULL DEFAULT 0,
+  -- where a resumed run starts reading: the source position after the last committed batch
+  next_index integer NOT NULL DEFAULT 0,
   -- the first few records that could not be imported: [{ "record": ..., "message": ... }]
   errors jsonb NOT NULL DEFAULT '[]',
   message text,

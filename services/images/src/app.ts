@@ -4,9 +4,12 @@ import fastifyMultipart from '@fastify/multipart';
 import type pg from 'pg';
 import type { ImagesConfig } from './config.ts';
 import { imageReader } from './db/images.ts';
+import { ImportRunner } from './imports/runner.ts';
+import { importWatchdog, Maintenance } from './maintenance.ts';
 import { datasetRoutes } from './routes/datasets.ts';
 import { fileRoutes } from './routes/files.ts';
 import { imageRoutes } from './routes/images.ts';
+import { importRoutes } from './routes/imports.ts';
 import { uploadRoutes } from './routes/upload.ts';
 import type { Store } from './storage/store.ts';
 import { Thumbnails } from './thumbnails.ts';
@@ -19,7 +22,25 @@ export interface ImagesDeps {
 }
 
 /** The settings buildApp reads. */
-export type AppConfig = Pick<ImagesConfig, 'LOG_LEVEL' | 'MAX_UPLOAD_BYTES' | 'MAX_PIXELS'>;
+export type AppConfig = Pick<
+  ImagesConfig,
+  | 'LOG_LEVEL'
+  | 'MAX_UPLOAD_BYTES'
+  | 'MAX_IMPORT_BYTES'
+  | 'MAX_PIXELS'
+  | 'SWEEP_INTERVAL_MS'
+  | 'SWEEP_GRACE_MS'
+  | 'IMPORT_STALE_MS'
+  | 'IMPORT_BATCH'
+  | 'IMPORT_CONCURRENCY'
+>;
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The import job runner, for tests and shutdown. */
+    imports: ImportRunner;
+  }
+}
 
 /** Image bodies are not parsed: the upload route streams them to disk itself. */
 function streamImageBodies(app: ReturnType<typeof createService>) {
@@ -43,14 +64,42 @@ export function buildApp(config: AppConfig, deps: ImagesDeps) {
   app.register(fastifyMultipart);
   const images = imageReader(pool);
   const thumbnails = new Thumbnails(store, config.MAX_PIXELS);
+  const runner = new ImportRunner(
+    pool,
+    store,
+    {
+      batch: config.IMPORT_BATCH,
+      concurrency: config.IMPORT_CONCURRENCY,
+      maxPixels: config.MAX_PIXELS,
+      maxImageBytes: config.MAX_UPLOAD_BYTES,
+      staleMs: config.IMPORT_STALE_MS,
+    },
+    app.log,
+  );
+  app.decorate('imports', runner);
   app.register(async (scope) => {
     uploadRoutes(scope, pool, store, { maxUploadBytes: config.MAX_UPLOAD_BYTES, maxPixels: config.MAX_PIXELS });
     imageRoutes(scope, pool, images, store);
     fileRoutes(scope, images, store, thumbnails);
-    datasetRoutes(scope, images);
+    datasetRoutes(scope, images, store);
+    importRoutes(scope, pool, store, runner, {
+      maxImportBytes: config.MAX_IMPORT_BYTES,
+      maxImageBytes: config.MAX_UPLOAD_BYTES,
+      maxPixels: config.MAX_PIXELS,
+    });
   });
+  // the watchdog also runs at start-up, so jobs cut off by a restart are marked at once
+  const maintenance = new Maintenance(
+    [importWatchdog(runner, Math.max(1000, Math.floor(config.IMPORT_STALE_MS / 2)))],
+    app.log,
+  );
   app.addHook('onReady', async () => {
     await store.init();
+    maintenance.start();
+  });
+  app.addHook('preClose', async () => {
+    await maintenance.stop();
+    await runner.close();
   });
   app.addHook('onClose', async () => {
     await pool.end();

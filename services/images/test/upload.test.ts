@@ -14,7 +14,7 @@ let ctx: Awaited<ReturnType<typeof testApp>>;
 before(async () => {
   db = await createTestDatabase();
   dir = await tempDir();
-  ctx = await testApp(db.url, dir.path, { maxUploadBytes: 256 * 1024, maxPixels: 1_000_000 });
+  ctx = await testApp(db.url, dir.path, { MAX_UPLOAD_BYTES: 256 * 1024, MAX_PIXELS: 1_000_000 });
 });
 
 after(async () => {

@@ -1,9 +1,12 @@
+import { ErrorResponse, httpError } from '@berth/service-kit';
 import type { FastifyInstance } from 'fastify';
 import type { ImageReader } from '../db/images.ts';
-import { DatasetList, Errors, LabelList, LabelsQuery } from '../schemas.ts';
+import { exportDataset } from '../export.ts';
+import { DatasetList, DatasetParams, Errors, LabelList, LabelsQuery } from '../schemas.ts';
+import type { Store } from '../storage/store.ts';
 
-/** GET /images/datasets and GET /images/labels: counts per data set, label and split. */
-export function datasetRoutes(app: FastifyInstance, images: ImageReader) {
+/** GET /images/datasets, GET /images/labels (counts per data set, label and split) and the export. */
+export function datasetRoutes(app: FastifyInstance, images: ImageReader, store: Store) {
   app.get(
     '/images/datasets',
     {
@@ -25,5 +28,29 @@ export function datasetRoutes(app: FastifyInstance, images: ImageReader) {
       },
     },
     async (request) => ({ items: await images.labels(request.query.dataset) }),
+  );
+
+  app.get<{ Params: { name: string } }>(
+    '/images/datasets/:name/export',
+    {
+      schema: {
+        summary: 'The data set as an ImageFolder tar (<split>/<label>/<id>.<ext>), streamed',
+        params: DatasetParams,
+        response: { 404: ErrorResponse, ...Errors },
+      },
+    },
+    async (request, reply) => {
+      const { name } = request.params;
+      if (!(await images.hasDataset(name))) {
+        throw httpError(404, 'DATASET_NOT_FOUND', `Data set "${name}" holds no images`);
+      }
+      const archive = exportDataset(images, store, name, request.log);
+      // a client that goes away stops the export instead of leaving it waiting for a reader
+      reply.raw.once('close', () => archive.destroy());
+      return reply
+        .type('application/x-tar')
+        .header('content-disposition', `attachment; filename="${name}.tar"`)
+        .send(archive);
+    },
   );
 }

@@ -4,6 +4,7 @@ import { mkdir, open, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { forEachLimit } from '../concurrency.ts';
 
 /** A file written under a temporary name, fully flushed to disk, waiting to be put in place. */
 export interface Staged {
@@ -97,6 +98,15 @@ export class Store {
   /** Streams bytes to a temp file, hashing and counting them; refuses more than `limit` bytes. */
   async stageStream(source: Readable, limit: number): Promise<Staged> {
     const path = join(this.root, TEMP_DIR, tempName());
+    const { sha256, bytes } = await this.receive(source, path, limit);
+    return { path, sha256, bytes };
+  }
+
+  /**
+   * Streams bytes into a new file at `path`, hashing and counting them, fsynced before it
+   * resolves. More than `limit` bytes fails with TooLarge; on any failure the file is removed.
+   */
+  async receive(source: Readable, path: string, limit: number): Promise<{ sha256: string; bytes: number }> {
     const measure = new Measure(limit);
     try {
       // flush: fsync before close, so a later rename never exposes data still in the page cache
@@ -105,7 +115,7 @@ export class Store {
       await rm(path, { force: true });
       throw err;
     }
-    return { path, sha256: measure.hash.digest('hex'), bytes: measure.bytes };
+    return { sha256: measure.hash.digest('hex'), bytes: measure.bytes };
   }
 
   /** Writes bytes whose hash is known to a temp file next to their final place, fsynced. */
@@ -140,16 +150,14 @@ export class Store {
 
   /** fsyncs folders so the renames in them survive a crash. */
   async syncDirs(dirs: Iterable<string>): Promise<void> {
-    await Promise.all(
-      [...new Set(dirs)].map(async (dir) => {
-        const handle = await open(dir, 'r');
-        try {
-          await handle.sync();
-        } finally {
-          await handle.close();
-        }
-      }),
-    );
+    await forEachLimit(new Set(dirs), 32, async (dir) => {
+      const handle = await open(dir, 'r');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    });
   }
 
   /** Removes a staged file that will not be placed. */

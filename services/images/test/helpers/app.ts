@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createPool } from '@berth/service-kit';
-import { buildApp } from '../../src/app.ts';
+import { type AppConfig, buildApp } from '../../src/app.ts';
 import { Store } from '../../src/storage/store.ts';
 
 /** A temporary IMAGES_DIR for one test file. */
@@ -11,12 +11,26 @@ export async function tempDir(prefix = 'berth-images-'): Promise<{ path: string;
   return { path, remove: () => rm(path, { recursive: true, force: true }) };
 }
 
-/** Settings a test may change; the rest are small so limits are quick to reach. */
-export interface TestSettings {
-  maxUploadBytes?: number;
-  maxPixels?: number;
+/** Settings a test may change; limits are small so they are quick to reach, timers off unless asked for. */
+export interface TestSettings extends Partial<AppConfig> {
   connectTimeoutMs?: number;
   statementTimeoutMs?: number;
+}
+
+/** The configuration tests run with. */
+export function testConfig(settings: Partial<AppConfig> = {}): AppConfig {
+  return {
+    LOG_LEVEL: 'silent',
+    MAX_UPLOAD_BYTES: 1024 * 1024,
+    MAX_IMPORT_BYTES: 64 * 1024 * 1024,
+    MAX_PIXELS: 4_000_000,
+    SWEEP_INTERVAL_MS: 0,
+    SWEEP_GRACE_MS: 0,
+    IMPORT_STALE_MS: 60_000,
+    IMPORT_BATCH: 100,
+    IMPORT_CONCURRENCY: 8,
+    ...settings,
+  };
 }
 
 /** The images app on the given database and folder, as main.ts builds it but without listening. */
@@ -29,14 +43,8 @@ export async function testApp(url: string, dir: string, settings: TestSettings =
     statementTimeoutMs: settings.statementTimeoutMs ?? 5000,
   });
   const store = new Store(dir);
-  const app = buildApp(
-    {
-      LOG_LEVEL: 'silent',
-      MAX_UPLOAD_BYTES: settings.maxUploadBytes ?? 1024 * 1024,
-      MAX_PIXELS: settings.maxPixels ?? 4_000_000,
-    },
-    { pool, store },
-  );
+  const { connectTimeoutMs: _c, statementTimeoutMs: _s, ...config } = settings;
+  const app = buildApp(testConfig(config), { pool, store });
   await app.ready();
   return { app, pool, store };
 }

@@ -1,0 +1,89 @@
+import type pg from 'pg';
+import { forEachLimit } from '../concurrency.ts';
+import { insertImages, type NewImage } from '../db/images.ts';
+import { advanceJob, type JobAdvance } from '../db/jobs.ts';
+import { withTransaction } from '../db/transaction.ts';
+import { lockFilesShared } from '../storage/locks.ts';
+import { reclaimFiles } from '../storage/reclaim.ts';
+import type { Staged, Store } from '../storage/store.ts';
+
+/** An image ready to store: its row and its encoded bytes. */
+export interface Prepared {
+  row: NewImage;
+  bytes: Uint8Array;
+}
+
+/** Raised when the job stopped being ours while a batch was being committed; the batch is rolled back. */
+export class JobTakenOver extends Error {
+  constructor(id: string) {
+    super(`Import job ${id} is no longer run by this process`);
+  }
+}
+
+/** What committing a batch needs. */
+export interface BatchContext {
+  pool: pg.Pool;
+  store: Store;
+  concurrency: number;
+  jobId: string;
+  owner: string;
+  dataset: string;
+}
+
+/**
+ * Commits one batch of an import. Files not yet on the volume are written to temp files first,
+ * `concurrency` at a time, outside any transaction. Then, in one transaction: the shared file
+ * locks, the renames into place and folder fsyncs, one multi-row INSERT (arrays unnested, ON
+ * CONFLICT skipping content the data set holds) and the job's counters. Returns how many rows
+ * were new; the rest of the images were duplicates.
+ */
+export async function commitBatch(
+  ctx: BatchContext,
+  images: Prepared[],
+  step: Omit<JobAdvance, 'imported' | 'duplicates'>,
+): Promise<number> {
+  const { store } = ctx;
+  const unique = new Map<string, Prepared>();
+  for (const image of images) if (!unique.has(image.row.sha256)) unique.set(image.row.sha256, image);
+  const staged = new Map<string, Staged>();
+  const placed: string[] = [];
+  try {
+    await forEachLimit(unique.values(), ctx.concurrency, async (image) => {
+      const sha = image.row.sha256;
+      if (!(await store.has(sha))) staged.set(sha, await store.stageBytes(image.bytes, sha));
+    });
+    return await withTransaction(ctx.pool, async (tx) => {
+      await lockFilesShared(tx, unique.keys());
+      const dirs = new Set<string>();
+      await forEachLimit(unique.values(), ctx.concurrency, async (image) => {
+        const sha = image.row.sha256;
+        let file = staged.get(sha);
+        // a file seen in place before the lock may have been swept since; under the lock it stays
+        if (!file && !(await store.has(sha))) file = await store.stageBytes(image.bytes, sha);
+        if (!file) return;
+        dirs.add(await store.place(file));
+        staged.delete(sha);
+        placed.push(sha);
+      });
+      await store.syncDirs(dirs);
+      const inserted = await insertImages(
+        tx,
+        ctx.dataset,
+        [],
+        images.map((image) => image.row),
+      );
+      const ok = await advanceJob(tx, ctx.jobId, ctx.owner, {
+        ...step,
+        imported: inserted.length,
+        duplicates: images.length - inserted.length,
+      });
+      if (!ok) throw new JobTakenOver(ctx.jobId);
+      return inserted.length;
+    });
+  } catch (err) {
+    await forEachLimit(staged.values(), ctx.concurrency, (file) => store.discard(file)).catch(() => {});
+    // files renamed into place for rows that did not commit; the sweep gets any left here
+    await reclaimFiles(ctx.pool, store, placed).catch(() => {});
+    throw err;
+  }
+}

@@ -1,0 +1,69 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { ImportRunner } from './imports/runner.ts';
+
+/** One recurring task: a name for the log and the work. */
+export interface Task {
+  name: string;
+  everyMs: number;
+  run(): Promise<unknown>;
+}
+
+/**
+ * Runs recurring tasks on timers inside the service: each one first right after start-up, then
+ * every `everyMs` after the previous run ended (never two runs of one task at once). A failing
+ * run is logged and tried again next time. Tasks must be safe with several replicas running them.
+ */
+export class Maintenance {
+  readonly #tasks: Task[];
+  readonly #log: FastifyBaseLogger;
+  readonly #timers = new Set<NodeJS.Timeout>();
+  readonly #running = new Set<Promise<unknown>>();
+  #stopped = false;
+
+  constructor(tasks: Task[], log: FastifyBaseLogger) {
+    this.#tasks = tasks.filter((task) => task.everyMs > 0);
+    this.#log = log;
+  }
+
+  /** Starts every task now and keeps rescheduling it. */
+  start(): void {
+    for (const task of this.#tasks) this.#schedule(task, 0);
+  }
+
+  #schedule(task: Task, delay: number): void {
+    if (this.#stopped) return;
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      const run = task
+        .run()
+        .catch((err: unknown) => this.#log.warn({ err, task: task.name }, 'maintenance task failed; retrying later'))
+        .finally(() => {
+          this.#running.delete(run);
+          this.#schedule(task, task.everyMs);
+        });
+      this.#running.add(run);
+    }, delay);
+    timer.unref();
+    this.#timers.add(timer);
+  }
+
+  /** Stops scheduling and waits for runs in progress. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+    await Promise.allSettled([...this.#running]);
+  }
+}
+
+/** The import watchdog: marks dead processes' jobs interrupted, then looks for queued jobs. */
+export function importWatchdog(runner: ImportRunner, everyMs: number): Task {
+  return {
+    name: 'import-watchdog',
+    everyMs,
+    async run() {
+      await runner.markStale();
+      runner.kick();
+    },
+  };
+}

@@ -1,0 +1,107 @@
+import assert from 'node:assert/strict';
+import { openAsBlob } from 'node:fs';
+import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { tempDir } from './helpers/app.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+import { writeIdx } from './helpers/datasets.ts';
+import { type ServiceProcess, startService } from './helpers/process.ts';
+
+let db: TestDatabase;
+let dir: Awaited<ReturnType<typeof tempDir>>;
+let work: Awaited<ReturnType<typeof tempDir>>;
+let service: ServiceProcess | undefined;
+let env: Record<string, string>;
+
+const COUNT = 20_000;
+
+before(async () => {
+  db = await createTestDatabase();
+  dir = await tempDir();
+  work = await tempDir('berth-import-src-');
+  env = { DATABASE_URL: db.url, IMAGES_DIR: dir.path, IMPORT_STALE_MS: '1000', IMPORT_BATCH: '500' };
+});
+
+after(async () => {
+  await service?.stop('SIGKILL');
+  await db?.drop();
+  await dir?.remove();
+  await work?.remove();
+});
+
+async function job(url: string, id: string) {
+  return (await fetch(`${url}/images/imports/${id}`)).json() as Promise<Record<string, unknown>>;
+}
+
+async function until(url: string, id: string, done: (j: Record<string, unknown>) => boolean, ms = 60_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const current = await job(url, id);
+    if (done(current)) return current;
+    if (Date.now() > deadline) throw new Error(`Job never got there: ${JSON.stringify(current)}`);
+    await sleep(50);
+  }
+}
+
+async function count(): Promise<number> {
+  const [row] = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM images');
+  return row?.n ?? 0;
+}
+
+test('a job cut off by a crash is marked interrupted at start-up, and retrying it finishes without doubles', async () => {
+  const idx = await writeIdx(work.path, { count: COUNT, seed: 5 });
+  service = await startService(env);
+  const form = new FormData();
+  form.set('dataset', 'crash');
+  form.append('files', await openAsBlob(idx.images), 'train-images-idx3-ubyte');
+  form.append('files', await openAsBlob(idx.labels), 'train-labels-idx1-ubyte');
+  const posted = await fetch(`${service.url}/images/imports`, { method: 'POST', body: form });
+  assert.equal(posted.status, 202);
+  const { id } = (await posted.json()) as { id: string };
+
+  const partway = await until(service.url, id, (j) => (j.processed as number) >= 1000);
+  assert.equal(partway.status, 'running');
+  await service.stop('SIGKILL');
+  const committed = await count();
+  assert.ok(committed > 0 && committed < COUNT, `${committed} rows committed before the crash`);
+
+  // a new process after the heartbeat went stale: start-up marks the job
+  await sleep(1200);
+  service = await startService(env);
+  const marked = await until(service.url, id, (j) => j.status !== 'running', 5000);
+  assert.equal(marked.status, 'interrupted');
+  assert.match(marked.message as string, /retry it to finish/);
+  assert.equal(marked.processed, committed, 'the counters match the committed rows exactly');
+
+  const retried = await fetch(`${service.url}/images/imports/${id}/retry`, { method: 'POST' });
+  assert.equal(retried.status, 202);
+  const done = await until(service.url, id, (j) => j.status === 'completed');
+  assert.deepEqual(
+    { processed: done.processed, imported: done.imported, duplicates: done.duplicates, failed: done.failed },
+    { processed: COUNT, imported: COUNT, duplicates: 0, failed: 0 },
+  );
+  assert.equal(done.attempts, 2);
+  assert.equal(await count(), COUNT);
+});
+
+test('SIGTERM during an import marks the job interrupted on the way out; retrying finishes it', async () => {
+  const idx = await writeIdx(work.path, { count: COUNT, seed: 6, prefix: 'term' });
+  service = service ?? (await startService(env));
+  const form = new FormData();
+  form.set('dataset', 'term');
+  form.append('files', await openAsBlob(idx.images), 'term-images-idx3-ubyte');
+  form.append('files', await openAsBlob(idx.labels), 'term-labels-idx1-ubyte');
+  const { id } = (await (await fetch(`${service.url}/images/imports`, { method: 'POST', body: form })).json()) as {
+    id: string;
+  };
+  await until(service.url, id, (j) => (j.processed as number) >= 1000);
+  assert.equal(await service.stop('SIGTERM'), 0);
+  service = await startService(env);
+  const stopped = await job(service.url, id);
+  assert.equal(stopped.status, 'interrupted');
+  await fetch(`${service.url}/images/imports/${id}/retry`, { method: 'POST' });
+  const done = await until(service.url, id, (j) => j.status === 'completed');
+  assert.equal(done.imported, COUNT);
+  const [row] = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM images WHERE dataset = 'term'");
+  assert.equal(row?.n, COUNT);
+});
