@@ -5,7 +5,7 @@ import type pg from 'pg';
 import type { ImagesConfig } from './config.ts';
 import { imageReader } from './db/images.ts';
 import { ImportRunner } from './imports/runner.ts';
-import { importWatchdog, Maintenance } from './maintenance.ts';
+import { importWatchdog, Maintenance, volumeSweep } from './maintenance.ts';
 import { datasetRoutes } from './routes/datasets.ts';
 import { fileRoutes } from './routes/files.ts';
 import { imageRoutes } from './routes/images.ts';
@@ -90,7 +90,10 @@ export function buildApp(config: AppConfig, deps: ImagesDeps) {
   });
   // the watchdog also runs at start-up, so jobs cut off by a restart are marked at once
   const maintenance = new Maintenance(
-    [importWatchdog(runner, Math.max(1000, Math.floor(config.IMPORT_STALE_MS / 2)))],
+    [
+      importWatchdog(runner, Math.max(1000, Math.floor(config.IMPORT_STALE_MS / 2))),
+      volumeSweep(pool, store, { everyMs: config.SWEEP_INTERVAL_MS, graceMs: config.SWEEP_GRACE_MS }, app.log),
+    ],
     app.log,
   );
   app.addHook('onReady', async () => {

@@ -1,10 +1,15 @@
 import type { FastifyBaseLogger } from 'fastify';
+import type pg from 'pg';
 import type { ImportRunner } from './imports/runner.ts';
+import type { Store } from './storage/store.ts';
+import { sweep } from './storage/sweep.ts';
 
 /** One recurring task: a name for the log and the work. */
 export interface Task {
   name: string;
   everyMs: number;
+  /** How long after start-up the first run comes; 0 by default. */
+  firstAfterMs?: number;
   run(): Promise<unknown>;
 }
 
@@ -27,7 +32,7 @@ export class Maintenance {
 
   /** Starts every task now and keeps rescheduling it. */
   start(): void {
-    for (const task of this.#tasks) this.#schedule(task, 0);
+    for (const task of this.#tasks) this.#schedule(task, task.firstAfterMs ?? 0);
   }
 
   #schedule(task: Task, delay: number): void {
@@ -64,6 +69,35 @@ export function importWatchdog(runner: ImportRunner, everyMs: number): Task {
     async run() {
       await runner.markStale();
       runner.kick();
+    },
+  };
+}
+
+/** The volume sweep: logs what it took back and, loudly, rows whose file is missing. */
+export function volumeSweep(
+  pool: pg.Pool,
+  store: Store,
+  options: { everyMs: number; graceMs: number },
+  log: FastifyBaseLogger,
+): Task {
+  return {
+    name: 'sweep',
+    everyMs: options.everyMs,
+    // not in the rush of a start-up, and spread a little so replicas started together do not collide
+    firstAfterMs: Math.min(options.everyMs, 60_000 + Math.floor(Math.random() * 30_000)),
+    async run() {
+      const started = performance.now();
+      const report = await sweep(pool, store, { graceMs: options.graceMs });
+      if (!report.ran) return report;
+      const ms = Math.round(performance.now() - started);
+      log.info({ ...report, ms }, 'volume sweep done');
+      if (report.missingFiles > 0) {
+        log.error(
+          { missingFiles: report.missingFiles, missingRows: report.missingRows, examples: report.missingExamples },
+          'rows point at files the volume does not have',
+        );
+      }
+      return report;
     },
   };
 }

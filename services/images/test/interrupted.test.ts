@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
 import { openAsBlob } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { createPool } from '@berth/service-kit';
+import { Store } from '../src/storage/store.ts';
+import { sweep } from '../src/storage/sweep.ts';
 import { tempDir } from './helpers/app.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { writeIdx } from './helpers/datasets.ts';
@@ -43,6 +47,12 @@ async function until(url: string, id: string, done: (j: Record<string, unknown>)
   }
 }
 
+/** How many content files (64 hex characters, under ab/cd/) the folder holds. */
+async function contentFiles(root: string): Promise<number> {
+  const names = await readdir(root, { recursive: true });
+  return names.filter((name) => /^[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{64}$/.test(name)).length;
+}
+
 async function count(): Promise<number> {
   const [row] = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM images');
   return row?.n ?? 0;
@@ -82,6 +92,16 @@ test('a job cut off by a crash is marked interrupted at start-up, and retrying i
   );
   assert.equal(done.attempts, 2);
   assert.equal(await count(), COUNT);
+
+  // files the crashed batch had renamed into place for rows that never committed: the sweep's
+  const pool = createPool({ connectionString: db.url, applicationName: 'berth-images-test' });
+  try {
+    await sweep(pool, new Store(dir.path), { graceMs: 0 });
+  } finally {
+    await pool.end();
+  }
+  const [distinct] = await db.query<{ n: number }>('SELECT count(DISTINCT sha256)::int AS n FROM images');
+  assert.equal(await contentFiles(dir.path), distinct?.n, 'one file per distinct content, no orphans');
 });
 
 test('SIGTERM during an import marks the job interrupted on the way out; retrying finishes it', async () => {
