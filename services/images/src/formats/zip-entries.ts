@@ -1,7 +1,9 @@
+import { open } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import yauzl from 'yauzl';
 import type { ArchiveEntry, ArchiveLimits, EntryContent, EntryType } from './archive-entry.ts';
 import { FormatError } from './types.ts';
+import { WindowedFileReader } from './zip-reader.ts';
 
 const UNIX = 3;
 const S_IFMT = 0o170000;
@@ -12,17 +14,21 @@ const DOS_DIRECTORY = 0x10;
 
 /** Opens a zip file, refusing it before reading any entry when it lists too many. */
 export async function openZip(path: string, name: string, limits: ArchiveLimits): Promise<yauzl.ZipFile> {
+  const handle = await open(path, 'r');
   let zip: yauzl.ZipFile;
   try {
+    const { size } = await handle.stat();
     // Names are decoded and checked here instead of by yauzl, which fails the whole archive
     // on one bad name; sizes stay validated so an entry cannot inflate past what it declares
-    zip = await yauzl.openPromise(path, {
+    zip = await yauzl.fromRandomAccessReaderPromise(new WindowedFileReader(handle), size, {
       lazyEntries: true,
       autoClose: false,
       decodeStrings: false,
       validateEntrySizes: true,
     });
   } catch (error) {
+    // yauzl takes charge of the file only once the archive opens
+    await handle.close().catch(() => {});
     throw corrupt(name, error);
   }
   if (zip.entryCount > limits.maxEntries) {

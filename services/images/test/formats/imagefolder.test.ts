@@ -391,3 +391,20 @@ test('zip entries with a deflate stream that does not decode are skipped as corr
   assert.equal(items[0]?.kind, 'skipped');
   assert.equal((items[0] as SkippedEntry).cause, 'corrupt');
 });
+
+test('zip entries larger than the read window, stored or deflated, come out whole', async () => {
+  const big = Buffer.from(pattern(7, 300_000));
+  const zipBytes = makeZip([
+    { name: 'cat/stored.png', data: big, method: 0 },
+    { name: 'cat/deflated.png', data: big },
+    { name: 'cat/small.png', data: png(1) },
+  ]);
+  const records = images(await collect(await openImageFolder(await archive('big.zip', zipBytes))));
+  assert.deepEqual(
+    records.map((record) => record.name),
+    ['cat/stored.png', 'cat/deflated.png', 'cat/small.png'],
+  );
+  assert.ok(records[0]?.bytes.equals(big));
+  assert.ok(records[1]?.bytes.equals(big));
+  assert.ok(records[2]?.bytes.equals(png(1)));
+});
