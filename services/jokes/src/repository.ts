@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { sqlState, withPostgres } from '@berth/service-kit';
 import type pg from 'pg';
+import { Batcher } from './batch.ts';
 import type { Position } from './cursor.ts';
 import { FLAGS, type Flag } from './flags.ts';
 import type { CreateInput, JokeOut, PatchInput } from './schemas.ts';
@@ -73,6 +74,20 @@ function tsquery(params: Params, q: string, lang: string | undefined): string {
   return `(websearch_to_tsquery('english', ${text}) || websearch_to_tsquery('simple', ${text}))`;
 }
 
+// One pick: the first row at or after the point, or the first row of all when the point lies
+// past the last key; the second branch only runs when the first finds nothing
+function probe(where: string, point: string): string {
+  return `(SELECT ${COLUMNS} FROM jokes WHERE ${where} AND random_key >= ${point} ORDER BY random_key LIMIT 1)
+    UNION ALL
+    (SELECT ${COLUMNS} FROM jokes WHERE ${where} ORDER BY random_key LIMIT 1)
+    LIMIT 1`;
+}
+
+// Filters that give the same SQL and values share a key
+function filtersKey(filters: Filters): string {
+  return JSON.stringify([filters.allowed, filters.category ?? null, filters.lang ?? null]);
+}
+
 /** A page of jokes plus where the next one starts (undefined on the last page). */
 export interface Page {
   items: JokeOut[];
@@ -101,6 +116,26 @@ export function jokeRepository(pool: pg.Pool) {
     ]);
     return rows[0]?.id;
   }
+
+  /**
+   * Independent single picks for requests that arrived together: one probe per request, numbered
+   * so each gets its own row back. Two requests may get the same joke, as two separate picks could.
+   * A point with no row means no joke matches the filters.
+   */
+  async function pickBatch(filters: Filters, count: number): Promise<(JokeRow | undefined)[]> {
+    const params = new Params();
+    const where = and(filterSql(params, filters));
+    const points = params.add(Array.from({ length: count }, () => Math.random()));
+    const { rows } = await query<JokeRow & { n: number }>(
+      `SELECT p.n::int AS n, j.* FROM unnest(${points}::float8[]) WITH ORDINALITY AS p(point, n)
+       CROSS JOIN LATERAL (${probe(where, 'p.point')}) j`,
+      params.values,
+    );
+    const picked: (JokeRow | undefined)[] = new Array(count);
+    for (const row of rows) picked[row.n - 1] = row;
+    return picked;
+  }
+  const picks = new Batcher(pickBatch);
 
   return {
     /** Jokes in id order, after the cursor's id. */
@@ -155,23 +190,23 @@ export function jokeRepository(pool: pg.Pool) {
     /**
      * Up to `count` different random jokes. Each pick is an index probe: the first row whose
      * random_key is at or after a random point (wrapping to the start), so no query scans or
-     * sorts the table. On small tables probes can land on the same row; the rest is then filled
-     * from the rows that follow in random_key order.
+     * sorts the table. Single picks with the same filters that arrive together share one
+     * statement (see pickBatch). For batches, probes on a small table can land on the same row;
+     * the rest is then filled from the rows that follow in random_key order.
      */
     async random(filters: Filters, count: number): Promise<JokeOut[]> {
-      // a second round of probes for batches, since on a small table several land on the same row
-      const probes = Array.from({ length: count === 1 ? 1 : count * 2 }, () => Math.random());
+      if (count === 1) {
+        const row = await picks.add(filtersKey(filters), filters);
+        return row ? [toJoke(row)] : [];
+      }
+      // a second round of probes, since on a small table several land on the same row
+      const probes = Array.from({ length: count * 2 }, () => Math.random());
       const params = new Params();
       const where = and(filterSql(params, filters));
       const points = params.add(probes);
       const { rows } = await query<JokeRow>(
         `SELECT j.* FROM unnest(${points}::float8[]) AS p(point)
-         CROSS JOIN LATERAL (
-           (SELECT ${COLUMNS} FROM jokes WHERE ${where} AND random_key >= p.point ORDER BY random_key LIMIT 1)
-           UNION ALL
-           (SELECT ${COLUMNS} FROM jokes WHERE ${where} ORDER BY random_key LIMIT 1)
-           LIMIT 1
-         ) j`,
+         CROSS JOIN LATERAL (${probe(where, 'p.point')}) j`,
         params.values,
       );
       const picked = new Map<number, JokeRow>();
