@@ -1,5 +1,5 @@
 import { open } from 'node:fs/promises';
-import { crc32 } from 'node:zlib';
+import { crc32, inflateRawSync } from 'node:zlib';
 import yauzl from 'yauzl';
 import type { ArchiveEntry, ArchiveLimits, EntryContent, EntryType } from './archive-entry.ts';
 import { FormatError } from './types.ts';
@@ -11,16 +11,25 @@ const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
 const S_IFLNK = 0o120000;
 const DOS_DIRECTORY = 0x10;
+const STORED = 0;
+const DEFLATED = 8;
+
+/** An open zip: yauzl's view of it and the reader its entry data is read through. */
+export interface OpenZip {
+  zip: yauzl.ZipFile;
+  reader: WindowedFileReader;
+}
 
 /** Opens a zip file, refusing it before reading any entry when it lists too many. */
-export async function openZip(path: string, name: string, limits: ArchiveLimits): Promise<yauzl.ZipFile> {
+export async function openZip(path: string, name: string, limits: ArchiveLimits): Promise<OpenZip> {
   const handle = await open(path, 'r');
+  const reader = new WindowedFileReader(handle);
   let zip: yauzl.ZipFile;
   try {
     const { size } = await handle.stat();
     // Names are decoded and checked here instead of by yauzl, which fails the whole archive
-    // on one bad name; sizes stay validated so an entry cannot inflate past what it declares
-    zip = await yauzl.fromRandomAccessReaderPromise(new WindowedFileReader(handle), size, {
+    // on one bad name
+    zip = await yauzl.fromRandomAccessReaderPromise(reader, size, {
       lazyEntries: true,
       autoClose: false,
       decodeStrings: false,
@@ -37,7 +46,7 @@ export async function openZip(path: string, name: string, limits: ArchiveLimits)
       `Archive "${name}" has ${zip.entryCount} entries, more than the limit of ${limits.maxEntries}`,
     );
   }
-  return zip;
+  return { zip, reader };
 }
 
 /**
@@ -49,7 +58,7 @@ export async function* zipEntries(
   name: string,
   limits: ArchiveLimits,
 ): AsyncGenerator<ArchiveEntry, void, undefined> {
-  const zip = await openZip(path, name, limits);
+  const { zip, reader } = await openZip(path, name, limits);
   let index = 0;
   let total = 0;
   try {
@@ -79,7 +88,7 @@ export async function* zipEntries(
           if (total > limits.maxTotalBytes) {
             throw new FormatError(`Archive "${name}" holds more than ${limits.maxTotalBytes} bytes uncompressed`);
           }
-          return readEntry(zip, entry, path);
+          return readEntry(zip, reader, entry, path);
         },
       };
     }
@@ -104,27 +113,50 @@ function entryType(entry: yauzl.Entry, path: string): EntryType {
   return 'file';
 }
 
-async function readEntry(zip: yauzl.ZipFile, entry: yauzl.Entry, path: string): Promise<EntryContent> {
+/**
+ * Reads an entry's stored bytes in one read and inflates them in one synchronous call. A zlib
+ * stream per entry (yauzl's way) costs ten times the CPU on small images and leaves a native
+ * allocation per entry for the garbage collector, which drove RSS past 250 MB on 60,000 entries.
+ */
+async function readEntry(
+  zip: yauzl.ZipFile,
+  reader: WindowedFileReader,
+  entry: yauzl.Entry,
+  path: string,
+): Promise<EntryContent> {
   const quoted = `Archive entry "${path}"`;
   if (entry.isEncrypted()) return { ok: false, cause: 'unsupported', reason: `${quoted} is encrypted; skipped` };
-  if (!entry.canDecodeFileData()) {
+  if (entry.compressionMethod !== STORED && entry.compressionMethod !== DEFLATED) {
     return {
       ok: false,
       cause: 'unsupported',
       reason: `${quoted} uses compression method ${entry.compressionMethod}, which is not supported; skipped`,
     };
   }
+  const size = entry.uncompressedSize;
   try {
-    const stream = await zip.openReadStreamPromise(entry);
-    const bytes = Buffer.allocUnsafe(entry.uncompressedSize);
-    let at = 0;
-    // yauzl fails the stream as soon as it yields more than the declared size
-    for await (const chunk of stream as AsyncIterable<Buffer>) at += chunk.copy(bytes, at);
-    if (at !== entry.uncompressedSize) throw new Error(`it holds ${at} of ${entry.uncompressedSize} bytes`);
+    // Even a deflater that only knew fixed Huffman codes grows data by at most 1/8 (9-bit codes);
+    // more is a lie, and refusing it bounds the read by the already checked uncompressed size
+    if (entry.compressedSize > size + Math.ceil(size / 8) + 64) {
+      throw new Error(`${entry.compressedSize} compressed bytes cannot hold ${size}`);
+    }
+    const { fileDataStart } = await zip.readLocalFileHeaderPromise(entry, { minimal: true });
+    const stored = Buffer.allocUnsafe(entry.compressedSize);
+    const got = await reader.readAt(stored, fileDataStart);
+    if (got !== stored.length) throw new Error(`its data ends after ${got} of ${stored.length} bytes`);
+    // maxOutputLength stops inflating as soon as the output passes the declared size
+    const bytes =
+      entry.compressionMethod === STORED ? stored : inflateRawSync(stored, { maxOutputLength: Math.max(1, size) });
+    if (bytes.length !== size) throw new Error(`it holds ${bytes.length} bytes, not the ${size} it declares`);
     if (crc32(bytes) !== entry.crc32) throw new Error('its CRC-32 does not match');
     return { ok: true, bytes };
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
+    const message =
+      (error as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE'
+        ? `it inflates to more than the ${size} bytes it declares`
+        : error instanceof Error
+          ? error.message
+          : String(error);
     return { ok: false, cause: 'corrupt', reason: `${quoted} is corrupt (${message}); skipped` };
   }
 }

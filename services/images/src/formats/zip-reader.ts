@@ -51,6 +51,15 @@ export class WindowedFileReader extends yauzl.RandomAccessReader {
     }, callback);
   }
 
+  /** Reads into the whole buffer from `position`; resolves with the bytes read, fewer only at the end of the file. */
+  readAt(buffer: Buffer, position: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.read(buffer, 0, buffer.length, position, (error, bytesRead = 0) =>
+        error ? reject(error) : resolve(bytesRead),
+      );
+    });
+  }
+
   /** Streams bytes [start, end) through the same window, in chunks of at most 64 KiB. */
   override _readStreamForRange(start: number, end: number): Readable {
     let position = start;
