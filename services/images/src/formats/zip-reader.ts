@@ -60,10 +60,10 @@ export class WindowedFileReader extends yauzl.RandomAccessReader {
     });
   }
 
-  /** Streams bytes [start, end) through the same window, in chunks of at most 64 KiB. */
+  /** Streams bytes [start, end) through the windows, in chunks of at most 64 KiB: yauzl's openReadStream. */
   override _readStreamForRange(start: number, end: number): Readable {
     let position = start;
-    const read = this.read.bind(this) as (...args: Parameters<WindowedFileReader['read']>) => void;
+    const reader = this;
     return new Readable({
       read() {
         if (position >= end) {
@@ -71,7 +71,7 @@ export class WindowedFileReader extends yauzl.RandomAccessReader {
           return;
         }
         const chunk = Buffer.allocUnsafe(Math.min(WINDOW, end - position));
-        read(chunk, 0, chunk.length, position, (error, bytesRead = 0) => {
+        reader.read(chunk, 0, chunk.length, position, (error, bytesRead = 0) => {
           if (error) return this.destroy(error);
           // a short file ends the stream early; yauzl reports the missing bytes
           if (bytesRead === 0) return this.push(null);
