@@ -1,7 +1,9 @@
 // npm run bench: starts its own stack on free ports, loads it, prints the figures against the issue's
 // targets and writes bench/results/<date>.json. Usage: npm run bench -- --help
 import { createRequire } from 'node:module';
+import { databaseName } from '@berth/service-kit';
 import { readOptions } from './lib/options.ts';
+import { dropDatabase, privateDatabaseUrl } from './lib/postgres.ts';
 import { removeKeys, runKeyPrefix } from './lib/redis.ts';
 import { formatChecks, formatSection } from './lib/report.ts';
 import { commit, cpuBusy, machine, writeResults } from './lib/results.ts';
@@ -9,6 +11,7 @@ import type { BenchContext, ScenarioReport } from './lib/scenario.ts';
 import { type StackUrls, startGateway, startService, type UpstreamName } from './lib/services.ts';
 import { describeTail, Stack } from './lib/stack.ts';
 import { scenarios } from './scenarios/index.ts';
+import { BENCH_JOKES, loadJokes } from './scenarios/jokes.ts';
 
 const log = (line: string) => console.log(line);
 const options = readOptions(
@@ -21,6 +24,8 @@ const cannon = createRequire(import.meta.url)('autocannon/package.json') as { ve
 const startedAt = new Date();
 const keyPrefix = runKeyPrefix();
 const stack = new Stack();
+/** Private databases of this run, by the service that uses them; all dropped at the end. */
+const databaseUrls: Partial<Record<UpstreamName, string>> = {};
 const controller = new AbortController();
 
 function interrupt(signal: NodeJS.Signals) {
@@ -36,15 +41,32 @@ function serviceEnv(name: UpstreamName): Record<string, string> {
   switch (name) {
     case 'counter':
       return { REDIS_URL: options.redisUrl, REDIS_KEY_PREFIX: keyPrefix };
+    case 'jokes':
+      return { DATABASE_URL: databaseUrls.jokes ?? '' };
     default:
       throw new Error(`No benchmark settings for the ${name} service yet; add them to serviceEnv in bench/run.ts`);
   }
+}
+
+/** Creates the private database a service works on, with its schema and data, before it starts. */
+async function prepareData(name: UpstreamName): Promise<void> {
+  if (name !== 'jokes') return;
+  // recorded first, so a load that fails half-way is still dropped
+  databaseUrls.jokes = privateDatabaseUrl(options.databaseUrl, 'bench_jokes');
+  const started = performance.now();
+  await loadJokes(databaseUrls.jokes, BENCH_JOKES);
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  log(
+    `jokes database ${databaseName(databaseUrls.jokes)}: ${BENCH_JOKES.toLocaleString('en-US')} jokes in ${seconds} s`,
+  );
 }
 
 async function startStack(): Promise<StackUrls> {
   const urls: StackUrls = {};
   const needs = [...new Set(selected.flatMap((s) => s.needs))];
   for (const name of needs) {
+    await prepareData(name);
+    controller.signal.throwIfAborted();
     urls[name] = await startService(stack, name, serviceEnv(name));
     log(`${name} ready at ${urls[name]}`);
     controller.signal.throwIfAborted();
@@ -68,7 +90,7 @@ async function main(): Promise<number> {
     `CPU busy before the run: ${Math.round(busy * 100)} %${busy > 0.25 ? ', other work is running: expect noise' : ''}\n`,
   );
   const urls = await startStack();
-  const ctx: BenchContext = { options, stack, urls, keyPrefix, signal: controller.signal, log };
+  const ctx: BenchContext = { options, stack, urls, databaseUrls, keyPrefix, signal: controller.signal, log };
 
   const reports: Record<string, ScenarioReport> = {};
   for (const scenario of selected) {
@@ -131,5 +153,10 @@ try {
   await removeKeys(options.redisUrl, keyPrefix).catch((err: Error) => {
     console.error(`Could not remove the Redis keys under "${keyPrefix}": ${err.message}`);
   });
+  for (const url of Object.values(databaseUrls)) {
+    await dropDatabase(url).catch((err: Error) => {
+      console.error(`Could not drop the database ${databaseName(url)}: ${err.message}`);
+    });
+  }
 }
 process.exit(exitCode);

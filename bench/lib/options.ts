@@ -10,6 +10,7 @@ export const BenchEnv = Type.Object({
   BENCH_CONNECTIONS: Type.Integer({ minimum: 1, maximum: 1000, default: 50 }),
   BENCH_RATE: Type.Integer({ minimum: 1, maximum: 100_000, default: 1000, description: 'fixed-rate req/s' }),
   REDIS_URL: urlEnv(['redis', 'rediss'], 'redis://127.0.0.1:6379'),
+  DATABASE_URL: urlEnv(['postgres', 'postgresql'], 'postgres://postgres@127.0.0.1:5432/postgres'),
 });
 
 /** Validated benchmark settings plus the scenarios picked on the command line. */
@@ -20,6 +21,8 @@ export interface BenchOptions {
   connections: number;
   rate: number;
   redisUrl: string;
+  /** A PostgreSQL server URL; scenarios create their private databases on it and drop them after. */
+  databaseUrl: string;
   /** Scenario names from --only; empty means all. */
   only: string[];
 }
@@ -38,6 +41,8 @@ export function usage(scenarios: string[]): string {
     '  BENCH_CONNECTIONS  concurrent connections (default 50)',
     '  BENCH_RATE         requests per second of the fixed-rate runs (default 1000)',
     '  REDIS_URL          Redis the counter and the baseline use (default redis://127.0.0.1:6379)',
+    '  DATABASE_URL       PostgreSQL server the run creates its private databases on',
+    '                     (default postgres://postgres@127.0.0.1:5432/postgres)',
     '  BENCH_PYTHON       Python with flask, redis and gunicorn for the baseline (default /usr/bin/python3)',
   ].join('\n');
 }
@@ -69,6 +74,7 @@ export function readOptions(argv: string[], scenarios: string[]): BenchOptions {
     connections: env.BENCH_CONNECTIONS,
     rate: env.BENCH_RATE,
     redisUrl: env.REDIS_URL,
+    databaseUrl: env.DATABASE_URL,
     only,
   };
 }

@@ -9,6 +9,8 @@ export interface BenchContext {
   stack: Stack;
   /** Base URLs of the started services and the gateway. */
   urls: StackUrls;
+  /** The private database each started service that has one was given; dropped at the end. */
+  databaseUrls: Partial<Record<UpstreamName, string>>;
   /** Redis key prefix of this run; removed at the end. Scenarios add their own suffix. */
   keyPrefix: string;
   /** Aborted on Ctrl-C; pass it to every load run. */

@@ -1,5 +1,6 @@
 import type { Scenario } from '../lib/scenario.ts';
 import { counterScenario } from './counter.ts';
+import { jokesScenario } from './jokes.ts';
 
 /** Every scenario, in the order a full run takes them. New services add theirs here. */
-export const scenarios: Scenario[] = [counterScenario];
+export const scenarios: Scenario[] = [counterScenario, jokesScenario];

@@ -1,12 +1,11 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
-import { withDatabase } from '@berth/service-kit';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { prepareDatabase } from '../../services/jokes/src/setup.ts';
 import { closedLoop, type LoadResult } from '../lib/load.ts';
-import { fixedRate } from '../lib/paced.ts';
+import { expectAnswer } from '../lib/probe.ts';
+import { describeRun } from '../lib/report.ts';
+import { type BenchContext, check, type FigureRow, type Scenario, type ScenarioReport } from '../lib/scenario.ts';
+import { median } from '../lib/stats.ts';
 
 /** How many jokes the benchmark loads. */
 export const BENCH_JOKES = 100_000;
@@ -17,7 +16,7 @@ export const BENCH_JOKES = 100_000;
  */
 export const SEARCH_WORD = 'lighthouse';
 
-/** A word found in about a third of the jokes, for a worst-case figure next to the typical one. */
+/** A word found in more than a quarter of the jokes, for a worst-case figure next to the typical one. */
 export const COMMON_WORD = 'server';
 
 const NOUNS = `server container database packet harbour ship captain crane cargo index table query cursor
@@ -58,7 +57,6 @@ const ENDINGS = [
   'and the healthcheck said everything was fine',
 ];
 
-/** A small fast seeded generator, so every run loads the same text. */
 // Made-up words for the long tail of the vocabulary: real text has a few common words and
 // tens of thousands of rare ones, and search cost follows how many jokes hold the word
 function madeUpWords(count: number, random: () => number, taken: Set<string>): string[] {
@@ -78,6 +76,7 @@ function madeUpWords(count: number, random: () => number, taken: Set<string>): s
   return words;
 }
 
+/** A small fast seeded generator, so every run loads the same text. */
 function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
@@ -195,87 +194,141 @@ async function matching(databaseUrl: string, word: string): Promise<number> {
   }
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, 'close');
-  return port;
+/** The Docker sample's page, whatever the count. */
+const SAMPLE_BODY = /^Hello World! I have been seen \d+ times\.\n$/;
+/** One joke as JSON. */
+const JOKE_BODY = /^\{"id":\d+,"joke":"/;
+/** A page of search results with at least one joke. */
+const PAGE_BODY = /^\{"items":\[\{"id":\d+,/;
+
+/** Lets sockets and garbage from the previous run settle before the next one. */
+const PAUSE_MS = 500;
+
+type TargetKey = 'counter' | 'random' | 'search' | 'common';
+
+interface Target {
+  key: TargetKey;
+  label: string;
+  url: string;
+  body: RegExp;
 }
 
-async function waitReady(url: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    try {
-      if ((await fetch(`${url}/readyz`)).ok) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`The jokes service at ${url} did not become ready within ${timeoutMs} ms`);
-}
-
-function report(label: string, result: LoadResult): LoadResult {
-  const failures = result.non2xx + result.errors;
-  const line = `${label.padEnd(34)} ${result.rps.toFixed(0).padStart(6)} req/s   p50 ${result.latency.p50.toFixed(1)} ms   p99 ${result.latency.p99.toFixed(1)} ms`;
-  process.stdout.write(`${line}${failures ? `   (${failures} failed)` : ''}\n`);
-  return result;
-}
-
-/** autocannon at N connections after a short warm-up: the server's capacity and its latency when saturated. */
-async function saturate(label: string, url: string, connections: number, seconds: number) {
-  await closedLoop({ url, connections, seconds: Math.min(2, seconds) });
-  return report(label, await closedLoop({ url, connections, seconds }));
+function row(label: string, runs: LoadResult[]): FigureRow {
+  return {
+    label,
+    rps: median(runs.map((r) => r.rps)),
+    p50: median(runs.map((r) => r.latency.p50)),
+    p99: median(runs.map((r) => r.latency.p99)),
+    failures: runs.reduce((sum, r) => sum + r.non2xx + r.errors, 0),
+  };
 }
 
 /**
- * Standalone: a private database with 100,000 jokes, the jokes service on a free port, and
- * autocannon at 50 connections on GET /jokes/random and GET /jokes?q=<word>, plus the search at
- * a steady BENCH_RATE (open loop), which is its latency when the machine is not saturated.
+ * The jokes targets, all through the gateway on 100,000 jokes: GET /jokes/random against GET / (the
+ * Redis counter) in alternating order within each round, so their ratio compares runs made seconds
+ * apart; then GET /jokes?q= for a word as specific as real searches are, and for a very common word
+ * as information. Every run is closed loop at N connections, so p99 includes queueing at saturation.
  */
-async function main() {
-  const server = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-  const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
-  const seconds = Number(process.env.BENCH_SECONDS ?? 10);
-  const rate = Number(process.env.BENCH_RATE ?? 500);
-  const databaseUrl = withDatabase(server, `bench_jokes_${process.pid}`);
-  let service: ReturnType<typeof spawn> | undefined;
-  try {
-    const started = performance.now();
-    await loadJokes(databaseUrl);
-    process.stdout.write(`loaded ${BENCH_JOKES} jokes in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
-    const port = await freePort();
-    service = spawn(process.execPath, [fileURLToPath(new URL('../../services/jokes/src/main.ts', import.meta.url))], {
-      env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn' },
-      stdio: ['ignore', 'inherit', 'inherit'],
-    });
-    const base = `http://127.0.0.1:${port}`;
-    await waitReady(base);
-    process.stdout.write(`${connections} connections, ${seconds} s per run (after a 2 s warm-up)\n`);
-    await saturate('GET /jokes/random', `${base}/jokes/random`, connections, seconds);
-    for (const word of [SEARCH_WORD, COMMON_WORD]) {
-      const share = await matching(databaseUrl, word);
-      process.stdout.write(`"${word}" is in ${share} of ${BENCH_JOKES} jokes\n`);
-      const url = `${base}/jokes?q=${word}`;
-      const closed = await saturate(`GET /jokes?q=${word}`, url, connections, seconds);
-      if (word !== SEARCH_WORD) continue;
-      const paced = report(`  same at ${rate} req/s`, await fixedRate({ url, rate, seconds, connections }));
-      const verdict = (r: LoadResult) => (r.latency.p99 <= 25 ? 'met' : 'missed');
-      process.stdout.write(`search p99 <= 25 ms: ${verdict(closed)} saturated, ${verdict(paced)} at ${rate} req/s\n`);
-    }
-  } finally {
-    if (service && service.exitCode === null) {
-      service.kill('SIGTERM');
-      await once(service, 'exit');
-    }
-    const client = new pg.Client({ connectionString: server });
-    await client.connect();
-    await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(`bench_jokes_${process.pid}`)} WITH (FORCE)`);
-    await client.end();
-  }
-}
+export const jokesScenario: Scenario = {
+  name: 'jokes',
+  summary: `GET /jokes/random against GET /, and GET /jokes?q=, through the gateway on ${BENCH_JOKES.toLocaleString('en-US')} jokes`,
+  needs: ['counter', 'jokes'],
 
-if (import.meta.main) await main();
+  async run(ctx: BenchContext): Promise<ScenarioReport> {
+    const { options, signal, log } = ctx;
+    const database = ctx.databaseUrls.jokes;
+    if (!database) throw new Error('The jokes scenario needs the jokes database; run.ts creates it before the service');
+    const gateway = ctx.urls.gateway;
+    const matches = {
+      search: await matching(database, SEARCH_WORD),
+      common: await matching(database, COMMON_WORD),
+    };
+    const targets: Target[] = [
+      { key: 'counter', label: 'gateway -> counter GET /', url: `${gateway}/`, body: SAMPLE_BODY },
+      { key: 'random', label: 'gateway -> jokes GET /jokes/random', url: `${gateway}/jokes/random`, body: JOKE_BODY },
+      {
+        key: 'search',
+        label: `q=${SEARCH_WORD} (${matches.search} matches)`,
+        url: `${gateway}/jokes?q=${SEARCH_WORD}`,
+        body: PAGE_BODY,
+      },
+      {
+        key: 'common',
+        label: `q=${COMMON_WORD} (${matches.common} matches)`,
+        url: `${gateway}/jokes?q=${COMMON_WORD}`,
+        body: PAGE_BODY,
+      },
+    ];
+    for (const target of targets) await expectAnswer(target.url, target.body);
+
+    const connections = options.connections;
+    const load = async (target: Target, seconds: number, tag: string) => {
+      const result = await closedLoop({ url: target.url, connections, seconds, signal });
+      log(describeRun(`${tag}  ${target.label}`, result));
+      await sleep(PAUSE_MS);
+      return result;
+    };
+    if (options.warmupSeconds > 0) {
+      for (const target of targets) await load(target, options.warmupSeconds, 'warm-up ');
+    }
+
+    const runs: Record<TargetKey, LoadResult[]> = { counter: [], random: [], search: [], common: [] };
+    const [counter, random, search, common] = targets as [Target, Target, Target, Target];
+    for (let round = 0; round < options.rounds; round++) {
+      const tag = `round ${round + 1}/${options.rounds}`;
+      // alternating the order keeps drift on a shared machine from always favouring one side
+      const pair = round % 2 === 0 ? [counter, random] : [random, counter];
+      for (const target of [...pair, search, common]) runs[target.key].push(await load(target, options.seconds, tag));
+    }
+
+    const ratios = runs.random.map((r, i) => {
+      const base = runs.counter[i];
+      return base ? r.rps / base.rps : Number.NaN;
+    });
+    const summary = {
+      randomOverCounter: median(ratios),
+      searchP99: median(runs.search.map((r) => r.latency.p99)),
+      commonP99: median(runs.common.map((r) => r.latency.p99)),
+    };
+
+    const at = `${connections} connections`;
+    const checks = [
+      check('jokes random / GET / (gateway)', summary.randomOverCounter, '>=', 0.7, 'x', [
+        ...runs.random,
+        ...runs.counter,
+      ]),
+      check(`search p99 at ${at} (q=${SEARCH_WORD})`, summary.searchP99, '<=', 25, 'ms', runs.search),
+    ];
+    const notes = [
+      `q=${COMMON_WORD} is information, not a target: it matches ${matches.common} of ${BENCH_JOKES} jokes ` +
+        `(p99 ${summary.commonP99.toFixed(1)} ms)`,
+    ];
+    const rounds =
+      options.rounds > 1 ? `median of ${options.rounds} rounds, ${options.seconds} s each` : `${options.seconds} s`;
+    const all = Object.values(runs).flat();
+    return {
+      sections: [
+        {
+          title: `GET /jokes/random against GET / through the gateway at ${at} (${rounds})`,
+          rows: [row(counter.label, runs.counter), row(random.label, runs.random)],
+          footer: `random / GET /: ${summary.randomOverCounter.toFixed(2)} ×`,
+        },
+        {
+          title: `GET /jokes?q= through the gateway at ${at}, 20 results a page (${rounds})`,
+          rows: [row(search.label, runs.search), row(common.label, runs.common)],
+        },
+      ],
+      checks,
+      notes,
+      clean: all.every((r) => r.non2xx === 0 && r.errors === 0),
+      data: {
+        jokes: BENCH_JOKES,
+        words: { search: SEARCH_WORD, common: COMMON_WORD },
+        matches,
+        closedLoop: runs,
+        perRound: { randomOverCounter: ratios },
+        summary,
+      },
+    };
+  },
+};
