@@ -4,8 +4,10 @@ import fastifyMultipart from '@fastify/multipart';
 import type pg from 'pg';
 import type { ImagesConfig } from './config.ts';
 import { imageReader } from './db/images.ts';
+import { FileCache } from './file-cache.ts';
 import { ImportRunner } from './imports/runner.ts';
 import { importWatchdog, Maintenance, volumeSweep } from './maintenance.ts';
+import { RefCache } from './ref-cache.ts';
 import { datasetRoutes } from './routes/datasets.ts';
 import { fileRoutes } from './routes/files.ts';
 import { imageRoutes } from './routes/images.ts';
@@ -33,6 +35,7 @@ export type AppConfig = Pick<
   | 'IMPORT_STALE_MS'
   | 'IMPORT_BATCH'
   | 'IMPORT_CONCURRENCY'
+  | 'FILE_REF_TTL_MS'
 >;
 
 declare module 'fastify' {
@@ -64,6 +67,7 @@ export function buildApp(config: AppConfig, deps: ImagesDeps) {
   app.register(fastifyMultipart);
   const images = imageReader(pool);
   const thumbnails = new Thumbnails(store, config.MAX_PIXELS);
+  const refs = new RefCache(config.FILE_REF_TTL_MS);
   const runner = new ImportRunner(
     pool,
     store,
@@ -79,8 +83,8 @@ export function buildApp(config: AppConfig, deps: ImagesDeps) {
   app.decorate('imports', runner);
   app.register(async (scope) => {
     uploadRoutes(scope, pool, store, { maxUploadBytes: config.MAX_UPLOAD_BYTES, maxPixels: config.MAX_PIXELS });
-    imageRoutes(scope, pool, images, store);
-    fileRoutes(scope, images, store, thumbnails);
+    imageRoutes(scope, pool, images, store, refs);
+    fileRoutes(scope, images, store, thumbnails, new FileCache(64 * 1024 * 1024), refs);
     datasetRoutes(scope, images, store);
     importRoutes(scope, pool, store, runner, {
       maxImportBytes: config.MAX_IMPORT_BYTES,

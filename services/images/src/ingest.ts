@@ -3,7 +3,7 @@ import { findByContent, type Image, insertImage, type NewImage } from './db/imag
 import { withTransaction } from './db/transaction.ts';
 import { uuidv7 } from './ids.ts';
 import type { ImageInfo } from './inspect.ts';
-import { lockFilesShared } from './storage/locks.ts';
+import { lockFileSharedSql } from './storage/locks.ts';
 import { reclaimFiles } from './storage/reclaim.ts';
 import type { Staged, Store } from './storage/store.ts';
 
@@ -43,24 +43,28 @@ export async function storeUpload(
     ...fields,
   };
   let placed = false;
+  // the file's shared lock comes with BEGIN: from then until COMMIT no sweep can take the file
   try {
-    return await withTransaction(pool, async (tx) => {
-      await lockFilesShared(tx, [row.sha256]);
-      // a conflicting row may be deleted before it is read back; the next round then inserts
-      for (let attempt = 0; attempt < 3; attempt++) {
-        const created = await insertImage(tx, row);
-        const image = created ?? (await findByContent(tx, row.dataset, row.sha256));
-        if (!image) continue;
-        // also when the row existed: its file may have been lost, and these are the same bytes
-        if (created || !(await store.has(row.sha256))) {
-          const dir = await store.place(staged);
-          placed = true;
-          await store.syncDirs([dir]);
+    return await withTransaction(
+      pool,
+      async (tx) => {
+        // a conflicting row may be deleted before it is read back; the next round then inserts
+        for (let attempt = 0; attempt < 3; attempt++) {
+          const created = await insertImage(tx, row);
+          const image = created ?? (await findByContent(tx, row.dataset, row.sha256));
+          if (!image) continue;
+          // also when the row existed: its file may have been lost, and these are the same bytes
+          if (created || !(await store.has(row.sha256))) {
+            const dir = await store.place(staged);
+            placed = true;
+            await store.syncDirs([dir]);
+          }
+          return { image, created: created !== undefined };
         }
-        return { image, created: created !== undefined };
-      }
-      throw new Error('Image insert kept conflicting with a row that then disappeared');
-    });
+        throw new Error('Image insert kept conflicting with a row that then disappeared');
+      },
+      lockFileSharedSql(row.sha256),
+    );
   } catch (err) {
     // the rename happened but the row did not commit: take the file back if nothing uses it
     if (placed) await reclaimFiles(pool, store, [row.sha256]).catch(() => {});

@@ -1,3 +1,4 @@
+import './threadpool.ts';
 import { createPool, loadConfigOrExit, serve } from '@berth/service-kit';
 import { buildApp } from './app.ts';
 import { ImagesEnv } from './config.ts';

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { httpError } from '@berth/service-kit';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { type Staged, type Store, TooLarge } from './storage/store.ts';
+import { type Spooled, type Store, TooLarge } from './storage/store.ts';
 
 /** Room for multipart boundaries and form fields on top of the file itself. */
 export const MULTIPART_ALLOWANCE = 64 * 1024;
@@ -9,9 +9,12 @@ export const MULTIPART_ALLOWANCE = 64 * 1024;
 /** Form fields as received, before validation; repeated fields keep every value. */
 export type RawFields = Record<string, string[]>;
 
-/** An upload's bytes staged on disk, plus its form fields and the name the client gave the file. */
+/** Uploads up to this size are received in memory; larger ones go to a temp file as they arrive. */
+export const IN_MEMORY_UPLOAD = 1024 * 1024;
+
+/** An upload's bytes (in memory or in a temp file), its form fields and the name the client gave the file. */
 export interface Received {
-  staged: Staged;
+  upload: Spooled;
   fields: RawFields;
   filename: string | null;
 }
@@ -58,15 +61,12 @@ export async function receiveImage(
   limit: number,
 ): Promise<Received> {
   if (!isMultipart(request)) {
-    const staged = await stage(store, request.body as Readable, limit, reply);
-    if (staged.bytes === 0) {
-      await store.discard(staged);
-      throw httpError(400, 'EMPTY_UPLOAD', 'The body is empty; send the image bytes');
-    }
-    return { staged, fields: {}, filename: null };
+    const upload = await spool(store, request.body as Readable, limit, reply);
+    if (upload.bytes === 0) throw httpError(400, 'EMPTY_UPLOAD', 'The body is empty; send the image bytes');
+    return { upload, fields: {}, filename: null };
   }
   const fields: RawFields = {};
-  let staged: Staged | undefined;
+  let upload: Spooled | undefined;
   let filename: string | null = null;
   try {
     const parts = request.parts({
@@ -81,26 +81,23 @@ export async function receiveImage(
         addField(fields, part.fieldname, String(part.value));
         continue;
       }
-      staged = await stage(store, part.file, limit, reply);
+      upload = await spool(store, part.file, limit, reply);
       filename = cleanFilename(part.filename);
     }
   } catch (err) {
-    await store.discard(staged);
+    await store.discard(upload?.staged);
     throw translateMultipart(err, reply, limit);
   }
-  if (!staged) {
+  if (!upload) {
     throw httpError(400, 'NO_FILE', 'The form has no file part; add the image as a file field (e.g. "file")');
   }
-  if (staged.bytes === 0) {
-    await store.discard(staged);
-    throw httpError(400, 'EMPTY_UPLOAD', 'The file part is empty; send the image bytes');
-  }
-  return { staged, fields, filename };
+  if (upload.bytes === 0) throw httpError(400, 'EMPTY_UPLOAD', 'The file part is empty; send the image bytes');
+  return { upload, fields, filename };
 }
 
-async function stage(store: Store, source: Readable, limit: number, reply: FastifyReply): Promise<Staged> {
+async function spool(store: Store, source: Readable, limit: number, reply: FastifyReply): Promise<Spooled> {
   try {
-    return await store.stageStream(source, limit);
+    return await store.spool(source, limit, IN_MEMORY_UPLOAD);
   } catch (err) {
     if (err instanceof TooLarge) throw tooLarge(reply, limit, 'MAX_UPLOAD_BYTES');
     throw err;

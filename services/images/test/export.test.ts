@@ -88,8 +88,12 @@ test('an exported tar imports back as the same data set: same labels, splits and
     { name: 'files', value: Buffer.concat(chunks), filename: 'exp.tar' },
   ]);
   const job = (await ctx.app.inject({ method: 'POST', url: '/images/imports', ...form })).json();
-  await ctx.app.imports.idle();
-  const status = (await ctx.app.inject({ method: 'GET', url: `/images/imports/${job.id}` })).json();
+  let status = { status: 'queued', imported: 0 };
+  for (let i = 0; i < 300 && (status.status === 'queued' || status.status === 'running'); i++) {
+    await ctx.app.imports.idle();
+    status = (await ctx.app.inject({ method: 'GET', url: `/images/imports/${job.id}` })).json();
+    if (status.status === 'queued' || status.status === 'running') await new Promise((r) => setTimeout(r, 100));
+  }
   assert.equal(status.imported, 2);
   const labels = (await ctx.app.inject({ method: 'GET', url: '/images/labels?dataset=exp-copy' })).json().items;
   assert.deepEqual(labels, [{ label: 'cat', count: 2, splits: { train: 1, test: 1, val: 0, none: 0 } }]);

@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 import sharp from 'sharp';
-import { tempDir, testApp } from './helpers/app.ts';
+import { leftovers, tempDir, testApp } from './helpers/app.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
-import { noisyJpeg } from './helpers/images.ts';
+import { multipart, noisyJpeg } from './helpers/images.ts';
 
 let db: TestDatabase;
 let dir: Awaited<ReturnType<typeof tempDir>>;
@@ -15,7 +15,7 @@ let image: { id: string; sha256: string; bytes: number };
 before(async () => {
   db = await createTestDatabase();
   dir = await tempDir();
-  ctx = await testApp(db.url, dir.path);
+  ctx = await testApp(db.url, dir.path, { MAX_UPLOAD_BYTES: 4 * 1024 * 1024 });
   jpeg = await noisyJpeg();
   const response = await ctx.app.inject({
     method: 'POST',
@@ -133,4 +133,48 @@ test('a row whose file went missing answers 500 FILE_MISSING rather than hanging
   assert.equal(response.json().code, 'FILE_MISSING');
   const thumb = await get(`/images/${id}/thumbnail`);
   assert.equal(thumb.statusCode, 500);
+});
+
+test('another replica stops serving a deleted image once FILE_REF_TTL_MS has passed', async () => {
+  const replica = await testApp(db.url, dir.path, { FILE_REF_TTL_MS: 300 });
+  try {
+    const png = await sharp({ create: { width: 4, height: 4, channels: 3, background: '#0a0b0c' } })
+      .png()
+      .toBuffer();
+    const created = await ctx.app.inject({
+      method: 'POST',
+      url: '/images?dataset=elsewhere',
+      headers: { 'content-type': 'image/png' },
+      payload: png,
+    });
+    const { id } = created.json();
+    const url = `/images/${id}/file`;
+    assert.equal((await replica.app.inject({ method: 'GET', url })).statusCode, 200);
+    assert.equal((await ctx.app.inject({ method: 'DELETE', url: `/images/${id}` })).statusCode, 204);
+    assert.equal((await get(url)).statusCode, 404, 'the replica that deleted it forgets at once');
+    await new Promise((resolve) => setTimeout(resolve, 350));
+    assert.equal((await replica.app.inject({ method: 'GET', url })).statusCode, 404);
+  } finally {
+    await replica.app.close();
+  }
+});
+
+test('a large upload spills to a temp file on its way in and is served by a stream, Range included', async () => {
+  const side = 700;
+  const pixels = Buffer.alloc(side * side * 3);
+  for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 2654435761) >>> 24;
+  const png = await sharp(pixels, { raw: { width: side, height: side, channels: 3 } })
+    .png({ compressionLevel: 0 })
+    .toBuffer();
+  assert.ok(png.length > 1024 * 1024, `${png.length} bytes`);
+  const form = multipart([{ name: 'file', value: png, filename: 'big.png' }]);
+  const created = await ctx.app.inject({ method: 'POST', url: '/images?dataset=big', ...form });
+  assert.equal(created.statusCode, 201, created.body);
+  const { id } = created.json();
+  assert.deepEqual(await leftovers(dir.path), []);
+  const whole = await get(`/images/${id}/file`);
+  assert.deepEqual(whole.rawPayload, png);
+  const tail = await get(`/images/${id}/file`, { range: 'bytes=-100' });
+  assert.equal(tail.statusCode, 206);
+  assert.deepEqual(tail.rawPayload, png.subarray(png.length - 100));
 });

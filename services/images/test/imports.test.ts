@@ -37,10 +37,15 @@ async function postImport(fields: Record<string, string>, files: { name: string;
 }
 
 async function finished(id: string) {
-  await ctx.app.imports.idle();
-  const response = await ctx.app.inject({ method: 'GET', url: `/images/imports/${id}` });
-  assert.equal(response.statusCode, 200);
-  return response.json();
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    await ctx.app.imports.idle();
+    const response = await ctx.app.inject({ method: 'GET', url: `/images/imports/${id}` });
+    assert.equal(response.statusCode, 200);
+    const job = response.json();
+    if ((job.status !== 'queued' && job.status !== 'running') || Date.now() > deadline) return job;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 test('an IDX pair imports as lossless PNGs labelled by digit, batched, with an exact job report', async () => {

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { readdir, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { tempDir, testApp } from './helpers/app.ts';
+import { leftovers, tempDir, testApp } from './helpers/app.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { claimingPng, multipart, noisyJpeg, numberedPng, solidImage } from './helpers/images.ts';
 
@@ -33,7 +33,7 @@ function upload(image: Buffer, fields: Record<string, string> = {}, filename = '
 }
 
 async function tempFiles(): Promise<string[]> {
-  return readdir(join(dir.path, '.tmp'));
+  return leftovers(dir.path);
 }
 
 async function rowCount(): Promise<number> {

@@ -10,12 +10,17 @@ export type Tx = pg.ClientBase;
  * it throws. A connection whose ROLLBACK fails (the server went away) is dropped from the pool
  * rather than handed to the next caller. Outages surface as the shared 503.
  */
-export async function withTransaction<T>(pool: pg.Pool, work: (tx: Tx) => Promise<T>): Promise<T> {
+export async function withTransaction<T>(
+  pool: pg.Pool,
+  work: (tx: Tx) => Promise<T>,
+  /** Statements to run right after BEGIN in the same round trip (fixed SQL, no parameters). */
+  first?: string,
+): Promise<T> {
   return withPostgres(async () => {
     const client = await pool.connect();
     let broken: Error | undefined;
     try {
-      await client.query('BEGIN');
+      await client.query(first ? `BEGIN; ${first}` : 'BEGIN');
       const result = await work(client);
       await client.query('COMMIT');
       return result;

@@ -86,7 +86,8 @@ export class ImportRunner {
         try {
           job = await this.jobs.claim(this.owner);
         } catch (err) {
-          this.#log.warn({ err }, 'could not look for queued import jobs');
+          this.#log.warn({ err }, 'could not look for queued import jobs; trying again shortly');
+          setTimeout(() => this.kick(), 1000).unref();
           return;
         }
         if (!job) break;

@@ -3,7 +3,9 @@ import { readFile } from 'node:fs/promises';
 import { ErrorResponse, httpError } from '@berth/service-kit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { CONTENT_TYPES, type FileRef, type ImageReader } from '../db/images.ts';
+import type { FileCache } from '../file-cache.ts';
 import { etagMatches, parseRange } from '../range.ts';
+import type { RefCache } from '../ref-cache.ts';
 import { Errors, IdParams, ThumbnailQuery } from '../schemas.ts';
 import type { Store } from '../storage/store.ts';
 import type { Thumbnails } from '../thumbnails.ts';
@@ -19,11 +21,28 @@ function notFound(id: string) {
 }
 
 function fileMissing(request: FastifyRequest, id: string, err: unknown) {
-  request.log.error({ err, image: id }, 'stored file is missing');
-  return httpError(500, 'FILE_MISSING', `The stored file of image "${id}" is missing; quote request id ${request.id}`);
+  return Object.assign(
+    httpError(500, 'FILE_MISSING', `The stored file of image "${id}" is missing; quote request id ${request.id}`),
+    { cause: err },
+  );
 }
 
-async function sendFile(request: FastifyRequest, reply: FastifyReply, store: Store, id: string, ref: FileRef) {
+async function readSmall(store: Store, cache: FileCache, sha256: string): Promise<Buffer> {
+  const cached = cache.get(sha256);
+  if (cached) return cached;
+  const bytes = await readFile(store.path(sha256));
+  cache.set(sha256, bytes);
+  return bytes;
+}
+
+async function sendFile(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  store: Store,
+  cache: FileCache,
+  id: string,
+  ref: FileRef,
+) {
   const etag = `"${ref.sha256}"`;
   reply.header('etag', etag).header('cache-control', IMMUTABLE).header('accept-ranges', 'bytes');
   if (etagMatches(request.headers['if-none-match'], etag)) return reply.code(304).send();
@@ -47,7 +66,7 @@ async function sendFile(request: FastifyRequest, reply: FastifyReply, store: Sto
   if (range) reply.code(206).header('content-range', `bytes ${start}-${end}/${ref.bytes}`);
   try {
     if (ref.bytes <= READ_WHOLE) {
-      const bytes = await readFile(path);
+      const bytes = await readSmall(store, cache, ref.sha256);
       return reply.send(range ? bytes.subarray(start, end + 1) : bytes);
     }
     const stream = createReadStream(path, { start, end });
@@ -60,7 +79,14 @@ async function sendFile(request: FastifyRequest, reply: FastifyReply, store: Sto
 }
 
 /** GET /images/:id/file and GET /images/:id/thumbnail. */
-export function fileRoutes(app: FastifyInstance, images: ImageReader, store: Store, thumbnails: Thumbnails) {
+export function fileRoutes(
+  app: FastifyInstance,
+  images: ImageReader,
+  store: Store,
+  thumbnails: Thumbnails,
+  cache: FileCache,
+  refs: RefCache,
+) {
   app.get<{ Params: { id: string } }>(
     '/images/:id/file',
     {
@@ -72,9 +98,20 @@ export function fileRoutes(app: FastifyInstance, images: ImageReader, store: Sto
     },
     async (request, reply) => {
       const id = request.params.id.toLowerCase();
+      const remembered = refs.get(id);
+      if (remembered) {
+        try {
+          return await sendFile(request, reply, store, cache, id, remembered);
+        } catch (err) {
+          // deleted through another replica and its file reclaimed: ask the database again
+          if ((err as { code?: string }).code !== 'FILE_MISSING') throw err;
+          refs.delete(id);
+        }
+      }
       const ref = await images.fileRef(id);
       if (!ref) throw notFound(id);
-      return sendFile(request, reply, store, id, ref);
+      refs.set(id, ref);
+      return sendFile(request, reply, store, cache, id, ref);
     },
   );
 

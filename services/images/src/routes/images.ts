@@ -5,6 +5,7 @@ import { Type } from 'typebox';
 import { decodeCursor, encodeCursor, queryKey } from '../cursor.ts';
 import { deleteImage, type ImageReader, updateImage } from '../db/images.ts';
 import { withTransaction } from '../db/transaction.ts';
+import type { RefCache } from '../ref-cache.ts';
 import {
   Errors,
   IdParams,
@@ -23,7 +24,7 @@ function notFound(id: string) {
 }
 
 /** GET /images, GET /images/:id, PATCH /images/:id and DELETE /images/:id. */
-export function imageRoutes(app: FastifyInstance, pool: pg.Pool, images: ImageReader, store: Store) {
+export function imageRoutes(app: FastifyInstance, pool: pg.Pool, images: ImageReader, store: Store, refs: RefCache) {
   app.get<{ Querystring: ListInput }>(
     '/images',
     {
@@ -92,6 +93,7 @@ export function imageRoutes(app: FastifyInstance, pool: pg.Pool, images: ImageRe
     async (request, reply) => {
       const id = request.params.id.toLowerCase();
       const image = await withTransaction(pool, (tx) => deleteImage(tx, id));
+      refs.delete(id);
       if (!image) throw notFound(id);
       // the row is gone whatever happens next; a file left behind here is the sweep's to remove
       await reclaimFiles(pool, store, [image.sha256]).catch((err: Error) => {

@@ -48,17 +48,20 @@ export function uploadRoutes(app: FastifyInstance, pool: pg.Pool, store: Store, 
         limits.maxUploadBytes + (multipart ? MULTIPART_ALLOWANCE : 0),
         'MAX_UPLOAD_BYTES',
       );
-      const received = await receiveImage(request, reply, store, limits.maxUploadBytes);
+      const { upload, fields: form, filename } = await receiveImage(request, reply, store, limits.maxUploadBytes);
+      let staged = upload.staged;
       try {
-        const fields = uploadFields(received.fields, request.query, received.filename);
-        const info = await inspectImage(received.staged.path, limits.maxPixels);
-        const { image, created } = await storeUpload(pool, store, received.staged, info, fields);
+        const fields = uploadFields(form, request.query, filename);
+        const info = await inspectImage(upload.data ?? (staged?.path as string), limits.maxPixels);
+        // a small upload is written only now that it is known to be an image, next to its final place
+        staged ??= await store.stageBytes(upload.data as Buffer, upload.sha256);
+        const { image, created } = await storeUpload(pool, store, staged, info, fields);
         return reply
           .code(created ? 201 : 200)
           .header('location', `/images/${image.id}`)
           .send(image);
       } finally {
-        await store.discard(received.staged);
+        await store.discard(staged);
       }
     },
   );

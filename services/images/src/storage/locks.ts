@@ -15,6 +15,11 @@ export function fileKey(sha256: string): number {
   return Number.parseInt(sha256.slice(0, 8), 16) | 0;
 }
 
+/** SQL that takes one file's shared lock, to send with BEGIN in one round trip (the key is a number, never client text). */
+export function lockFileSharedSql(sha256: string): string {
+  return `SELECT pg_advisory_xact_lock_shared(${FILE_LOCKS}, ${fileKey(sha256)})`;
+}
+
 /** Takes the shared file locks for these hashes until the transaction ends. */
 export async function lockFilesShared(tx: Tx, shas: Iterable<string>): Promise<void> {
   const keys = [...new Set([...shas].map(fileKey))];

@@ -1,9 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat, unlink } from 'node:fs/promises';
+import { close, createWriteStream, fdatasync, fsync, open as openFd, write } from 'node:fs';
+import { type FileHandle, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
 import { forEachLimit } from '../concurrency.ts';
 
 /** A file written under a temporary name, fully flushed to disk, waiting to be put in place. */
@@ -11,6 +12,16 @@ export interface Staged {
   path: string;
   sha256: string;
   bytes: number;
+  /** Set once the file was renamed to its final name, so there is no temp file left to remove. */
+  placed?: boolean;
+}
+
+/** A received upload: in memory when small, else in a temp file. */
+export interface Spooled {
+  sha256: string;
+  bytes: number;
+  data?: Buffer;
+  staged?: Staged;
 }
 
 /** Raised while streaming when the content grows past the allowed size; the temp file is gone by then. */
@@ -32,6 +43,20 @@ export const IMPORT_DIR = '.imports';
 export const TEMP_PREFIX = '.tmp-';
 
 const SHA256 = /^[0-9a-f]{64}$/;
+
+const fsOpen = promisify(openFd);
+const fsClose = promisify(close);
+const fsFsync = promisify(fsync);
+const fsDatasync = promisify(fdatasync);
+const fsWrite = promisify(write);
+
+async function writeAll(fd: number, bytes: Uint8Array): Promise<void> {
+  let at = 0;
+  while (at < bytes.byteLength) {
+    const { bytesWritten } = await fsWrite(fd, bytes, at, bytes.byteLength - at, null);
+    at += bytesWritten;
+  }
+}
 
 function tempName(): string {
   return `${TEMP_PREFIX}${randomBytes(9).toString('base64url')}`;
@@ -64,7 +89,6 @@ class Measure extends Transform {
  */
 export class Store {
   readonly root: string;
-  readonly #made = new Set<string>();
 
   constructor(root: string) {
     this.root = resolve(root);
@@ -88,18 +112,60 @@ export class Store {
     return join(this.root, THUMBNAIL_DIR, sha256.slice(0, 2), sha256.slice(2, 4), `${sha256}-${size}.webp`);
   }
 
-  async #ensureDir(dir: string): Promise<void> {
-    if (this.#made.has(dir)) return;
-    await mkdir(dir, { recursive: true });
-    // 65,536 leaf folders at most, so remembering them all stays small
-    this.#made.add(dir);
+  /**
+   * Runs a step that creates a file in `dir`; when the folder is not there yet (ENOENT) it is
+   * made and the step tried once more. Most folders exist after the first few thousand images,
+   * so asking first would cost a system call per file for nothing.
+   */
+  async #inDir<T>(dir: string, step: () => Promise<T>): Promise<T> {
+    try {
+      return await step();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      await mkdir(dir, { recursive: true });
+      return step();
+    }
   }
 
-  /** Streams bytes to a temp file, hashing and counting them; refuses more than `limit` bytes. */
-  async stageStream(source: Readable, limit: number): Promise<Staged> {
-    const path = join(this.root, TEMP_DIR, tempName());
-    const { sha256, bytes } = await this.receive(source, path, limit);
-    return { path, sha256, bytes };
+  /**
+   * Receives an upload: bytes are hashed and counted as they arrive and kept in memory while they
+   * fit in `memoryLimit`; past that they spill to a temp file, streaming, so a large upload never
+   * sits in memory whole. More than `limit` bytes fails with TooLarge and leaves no file.
+   */
+  async spool(source: AsyncIterable<Buffer>, limit: number, memoryLimit: number): Promise<Spooled> {
+    const hash = createHash('sha256');
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    let file: { path: string; handle: FileHandle } | undefined;
+    try {
+      for await (const chunk of source) {
+        bytes += chunk.length;
+        if (bytes > limit) throw new TooLarge(limit);
+        hash.update(chunk);
+        if (file) {
+          await file.handle.write(chunk);
+          continue;
+        }
+        chunks.push(chunk);
+        if (bytes > memoryLimit) {
+          const path = join(this.root, TEMP_DIR, tempName());
+          file = { path, handle: await open(path, 'wx') };
+          await file.handle.writev(chunks);
+          chunks.length = 0;
+        }
+      }
+      const sha256 = hash.digest('hex');
+      if (!file) return { sha256, bytes, data: Buffer.concat(chunks, bytes) };
+      await file.handle.datasync();
+      await file.handle.close();
+      return { sha256, bytes, staged: { path: file.path, sha256, bytes } };
+    } catch (err) {
+      if (file) {
+        await file.handle.close().catch(() => {});
+        await unlink(file.path).catch(ignoreMissing);
+      }
+      throw err;
+    }
   }
 
   /**
@@ -112,7 +178,7 @@ export class Store {
       // flush: fsync before close, so a later rename never exposes data still in the page cache
       await pipeline(source, measure, createWriteStream(path, { flags: 'wx', flush: true }));
     } catch (err) {
-      await rm(path, { force: true });
+      await unlink(path).catch(ignoreMissing);
       throw err;
     }
     return { sha256: measure.hash.digest('hex'), bytes: measure.bytes };
@@ -121,18 +187,18 @@ export class Store {
   /** Writes bytes whose hash is known to a temp file next to their final place, fsynced. */
   async stageBytes(bytes: Uint8Array, sha256: string): Promise<Staged> {
     const dir = dirname(this.path(sha256));
-    await this.#ensureDir(dir);
     const path = join(dir, tempName());
-    const handle = await open(path, 'wx');
+    // plain descriptors rather than FileHandle objects: this runs once per imported image
+    const fd = await this.#inDir(dir, () => fsOpen(path, 'wx'));
     try {
-      await handle.writeFile(bytes);
-      await handle.datasync();
+      await writeAll(fd, bytes);
+      await fsDatasync(fd);
     } catch (err) {
-      await handle.close().catch(() => {});
-      await rm(path, { force: true });
+      await fsClose(fd).catch(() => {});
+      await unlink(path).catch(ignoreMissing);
       throw err;
     }
-    await handle.close();
+    await fsClose(fd);
     return { path, sha256, bytes: bytes.byteLength };
   }
 
@@ -143,26 +209,26 @@ export class Store {
   async place(staged: Staged): Promise<string> {
     const target = this.path(staged.sha256);
     const dir = dirname(target);
-    await this.#ensureDir(dir);
-    await rename(staged.path, target);
+    await this.#inDir(dir, () => rename(staged.path, target));
+    staged.placed = true;
     return dir;
   }
 
   /** fsyncs folders so the renames in them survive a crash. */
   async syncDirs(dirs: Iterable<string>): Promise<void> {
     await forEachLimit(new Set(dirs), 32, async (dir) => {
-      const handle = await open(dir, 'r');
+      const fd = await fsOpen(dir, 'r');
       try {
-        await handle.sync();
+        await fsFsync(fd);
       } finally {
-        await handle.close();
+        await fsClose(fd);
       }
     });
   }
 
-  /** Removes a staged file that will not be placed. */
+  /** Removes a staged file that was not placed; after a rename there is nothing left to remove. */
   async discard(staged: Staged | undefined): Promise<void> {
-    if (staged) await rm(staged.path, { force: true });
+    if (staged && !staged.placed) await unlink(staged.path).catch(ignoreMissing);
   }
 
   /** True when the file with this hash is in place. */

@@ -1,6 +1,6 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { createPool } from '@berth/service-kit';
 import { type AppConfig, buildApp } from '../../src/app.ts';
 import { Store } from '../../src/storage/store.ts';
@@ -29,6 +29,7 @@ export function testConfig(settings: Partial<AppConfig> = {}): AppConfig {
     IMPORT_STALE_MS: 60_000,
     IMPORT_BATCH: 100,
     IMPORT_CONCURRENCY: 8,
+    FILE_REF_TTL_MS: 10_000,
     ...settings,
   };
 }
@@ -47,4 +48,10 @@ export async function testApp(url: string, dir: string, settings: TestSettings =
   const app = buildApp(testConfig(config), { pool, store });
   await app.ready();
   return { app, pool, store };
+}
+
+/** Temp files left anywhere under the folder: in .tmp/ or as .tmp-* next to content. */
+export async function leftovers(root: string): Promise<string[]> {
+  const names = await readdir(root, { recursive: true });
+  return names.filter((name) => name.startsWith('.tmp/') || basename(name).startsWith('.tmp-')).sort();
 }

@@ -1,0 +1,509 @@
+// The images service's targets (issue 4), through the gateway:
+//   import of a 60,000-image 28x28 IDX set >= 2,000 images/s, images RSS < 300 MB throughout;
+//   single uploads at 16 concurrent >= 500 images/s; GET /images/:id/file >= 0.7 x GET /.
+// Standalone: node bench/scenarios/images.ts (a private database, a temp IMAGES_DIR, images,
+// counter and gateway on free ports). BENCH_IMAGES, BENCH_DURATION and BENCH_CONNECTIONS tune it.
+import { openAsBlob } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { withDatabase } from '@berth/service-kit';
+import autocannon, { type Options } from 'autocannon';
+import pg from 'pg';
+import { encodePng } from '../../services/images/src/formats/index.ts';
+import { prepareDatabase } from '../../services/images/src/setup.ts';
+import type { LoadResult } from '../lib/load.ts';
+import { removeKeys, runKeyPrefix } from '../lib/redis.ts';
+import { type BenchContext, type Check, check, type Scenario, type ScenarioReport } from '../lib/scenario.ts';
+import { startGateway, startService } from '../lib/services.ts';
+import { Stack } from '../lib/stack.ts';
+import { Samples } from '../lib/stats.ts';
+
+/** How many images the import target is stated for. */
+export const BENCH_IMAGES = 60_000;
+/** Connections for the single-upload run, as the issue states it. */
+export const UPLOAD_CONCURRENCY = 16;
+
+/** A fast seeded generator, so every run imports the same pixels. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Digit-like 28x28 greyscale images: a black field with two to four bright pen strokes, each a
+ * random walk drawn with a soft 3x3 brush. Like MNIST they are mostly zeros with a few hundred
+ * inked pixels, so their PNGs are MNIST-sized (a few hundred bytes), and no two are alike.
+ */
+export function digitPixels(count: number, seed = 20_240_611): { pixels: Buffer; labels: Buffer } {
+  const random = mulberry32(seed);
+  const size = 28;
+  const pixels = Buffer.alloc(count * size * size);
+  const labels = Buffer.alloc(count);
+  for (let n = 0; n < count; n++) {
+    labels[n] = Math.floor(random() * 10);
+    const base = n * size * size;
+    const strokes = 2 + Math.floor(random() * 3);
+    for (let s = 0; s < strokes; s++) {
+      let x = 6 + random() * 16;
+      let y = 4 + random() * 20;
+      let angle = random() * Math.PI * 2;
+      const steps = 10 + Math.floor(random() * 20);
+      for (let step = 0; step < steps; step++) {
+        angle += (random() - 0.5) * 0.9;
+        x = Math.min(size - 2, Math.max(1, x + Math.cos(angle)));
+        y = Math.min(size - 2, Math.max(1, y + Math.sin(angle)));
+        for (let dy = -1; dy <= 1; dy++) {
+          for (let dx = -1; dx <= 1; dx++) {
+            const at = base + (Math.round(y) + dy) * size + Math.round(x) + dx;
+            const ink = dx === 0 && dy === 0 ? 255 : 90 + Math.floor(random() * 80);
+            if ((pixels[at] as number) < ink) pixels[at] = ink;
+          }
+        }
+      }
+    }
+  }
+  return { pixels, labels };
+}
+
+/** Writes an MNIST-style IDX pair of `count` digit-like images into dir. */
+export async function writeBenchIdx(dir: string, count: number): Promise<{ images: string; labels: string }> {
+  const { pixels, labels } = digitPixels(count);
+  const imagesHeader = Buffer.alloc(16);
+  imagesHeader.writeUInt32BE(0x00000803, 0);
+  imagesHeader.writeUInt32BE(count, 4);
+  imagesHeader.writeUInt32BE(28, 8);
+  imagesHeader.writeUInt32BE(28, 12);
+  const labelsHeader = Buffer.alloc(8);
+  labelsHeader.writeUInt32BE(0x00000801, 0);
+  labelsHeader.writeUInt32BE(count, 4);
+  const images = join(dir, 'train-images-idx3-ubyte');
+  const labelsPath = join(dir, 'train-labels-idx1-ubyte');
+  await writeFile(images, Buffer.concat([imagesHeader, pixels]));
+  await writeFile(labelsPath, Buffer.concat([labelsHeader, labels]));
+  return { images, labels: labelsPath };
+}
+
+/** A private database and IMAGES_DIR for one benchmark run, and how to remove them. */
+export interface ImagesBenchState {
+  env: { DATABASE_URL: string; IMAGES_DIR: string };
+  cleanup(): Promise<void>;
+}
+
+/**
+ * Creates and migrates a database of the run's own on the given server and a temp IMAGES_DIR:
+ * the environment to start the images service with (bench/run.ts passes it in serviceEnv).
+ */
+export async function prepareImagesBench(serverUrl: string): Promise<ImagesBenchState> {
+  const name = `bench_images_${process.pid}_${Date.now().toString(36)}`;
+  const url = withDatabase(serverUrl, name);
+  await prepareDatabase(url);
+  const dir = await mkdtemp(join(tmpdir(), 'berth-bench-images-'));
+  return {
+    env: { DATABASE_URL: url, IMAGES_DIR: dir },
+    async cleanup() {
+      await rm(dir, { recursive: true, force: true });
+      const client = new pg.Client({ connectionString: withDatabase(serverUrl, 'postgres') });
+      await client.connect();
+      try {
+        await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)} WITH (FORCE)`);
+      } finally {
+        await client.end();
+      }
+    },
+  };
+}
+
+/** Resident memory of a process in MiB, from /proc; NaN where there is no /proc. */
+async function rssMiB(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): Promise<number> {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
+    return match ? Number(match[1]) / 1024 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** What the import run measured. */
+export interface ImportFigures {
+  images: number;
+  seconds: number;
+  imagesPerSecond: number;
+  /** Highest VmRSS sampled every 50 ms from the upload's start to the job's end. */
+  peakRssMiB: number;
+  /** RSS just before the upload, for reference. */
+  startRssMiB: number;
+  job: Record<string, unknown>;
+}
+
+/**
+ * Uploads the IDX pair to POST /images/imports through the gateway and follows the job to its
+ * end: images/s end to end (upload included) and the images service's peak RSS meanwhile.
+ */
+export async function measureImport(
+  gatewayUrl: string,
+  pid: number | undefined,
+  files: { images: string; labels: string },
+  dataset: string,
+  signal?: AbortSignal,
+): Promise<ImportFigures> {
+  const startRssMiB = pid ? await rssMiB(pid) : Number.NaN;
+  let peak = startRssMiB;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling && pid) {
+      const now = await rssMiB(pid);
+      if (!(now <= peak)) peak = Number.isNaN(peak) ? now : Math.max(peak, now);
+      await sleep(50);
+    }
+  })();
+  const started = performance.now();
+  try {
+    const form = new FormData();
+    form.set('dataset', dataset);
+    form.append('files', await openAsBlob(files.images), 'train-images-idx3-ubyte');
+    form.append('files', await openAsBlob(files.labels), 'train-labels-idx1-ubyte');
+    const posted = await fetch(`${gatewayUrl}/images/imports`, { method: 'POST', body: form, signal });
+    if (posted.status !== 202) throw new Error(`The import was refused: ${posted.status} ${await posted.text()}`);
+    const { id } = (await posted.json()) as { id: string };
+    for (;;) {
+      signal?.throwIfAborted();
+      const job = (await (await fetch(`${gatewayUrl}/images/imports/${id}`, { signal })).json()) as Record<
+        string,
+        unknown
+      >;
+      if (job.status !== 'queued' && job.status !== 'running') {
+        const seconds = (performance.now() - started) / 1000;
+        if (job.status !== 'completed') throw new Error(`The import ended ${job.status}: ${JSON.stringify(job)}`);
+        const images = job.imported as number;
+        return { images, seconds, imagesPerSecond: images / seconds, peakRssMiB: peak, startRssMiB, job };
+      }
+      await sleep(100);
+    }
+  } finally {
+    sampling = false;
+    await sampler;
+  }
+}
+
+/** Distinct small PNGs for the upload run, so every upload is a new image (201), never a duplicate. */
+export function uploadBodies(count: number, seed = 99): Buffer[] {
+  const { pixels } = digitPixels(count, seed);
+  const bodies: Buffer[] = [];
+  for (let n = 0; n < count; n++) {
+    bodies.push(encodePng({ width: 28, height: 28, channels: 1, pixels: pixels.subarray(n * 784, (n + 1) * 784) }));
+  }
+  return bodies;
+}
+
+/** One request template of autocannon's `requests` option (not in the shared type declarations). */
+interface CannonRequest {
+  method?: string;
+  path?: string;
+  headers?: Record<string, string>;
+  body?: Buffer;
+  /** Called before every request; returns the request to send. */
+  setupRequest?: (request: CannonRequest) => CannonRequest;
+}
+
+type Cannon = Options & { requests: CannonRequest[] };
+
+async function cannon(options: Cannon, signal?: AbortSignal): Promise<LoadResult> {
+  signal?.throwIfAborted();
+  const samples = new Samples();
+  const instance = autocannon(options as Options);
+  instance.on('response', (_client: unknown, status: number, _bytes: number, ms: number) => {
+    if (status >= 200 && status < 300) samples.push(ms);
+  });
+  const abort = () => instance.stop();
+  signal?.addEventListener('abort', abort, { once: true });
+  try {
+    const result = await instance;
+    signal?.throwIfAborted();
+    return {
+      url: options.url as string,
+      mode: 'closed',
+      connections: options.connections ?? 1,
+      seconds: result.duration,
+      rps: result['2xx'] / result.duration,
+      ok: result['2xx'],
+      non2xx: result.non2xx,
+      errors: result.errors,
+      latency: samples.summarize(),
+    };
+  } finally {
+    signal?.removeEventListener('abort', abort);
+  }
+}
+
+/** POST /images with a raw image/png body, a different image each time, at `connections` at once. */
+export function measureUploads(
+  gatewayUrl: string,
+  bodies: Buffer[],
+  options: { connections: number; seconds: number; dataset: string; signal?: AbortSignal },
+): Promise<LoadResult> {
+  let next = 0;
+  return cannon(
+    {
+      url: gatewayUrl,
+      connections: options.connections,
+      duration: options.seconds,
+      requests: [
+        {
+          method: 'POST',
+          path: `/images?dataset=${options.dataset}`,
+          headers: { 'content-type': 'image/png' },
+          setupRequest: (request) => {
+            request.body = bodies[next++ % bodies.length];
+            return request;
+          },
+        },
+      ],
+    },
+    options.signal,
+  );
+}
+
+/** GET /images/:id/file over many ids, so the run is not one hot row. */
+export function measureFileGets(
+  gatewayUrl: string,
+  ids: string[],
+  options: { connections: number; seconds: number; signal?: AbortSignal },
+): Promise<LoadResult> {
+  let next = 0;
+  return cannon(
+    {
+      url: gatewayUrl,
+      connections: options.connections,
+      duration: options.seconds,
+      requests: [
+        {
+          method: 'GET',
+          path: `/images/${ids[0]}/file`,
+          setupRequest: (request) => {
+            request.path = `/images/${ids[next++ % ids.length]}/file`;
+            return request;
+          },
+        },
+      ],
+    },
+    options.signal,
+  );
+}
+
+/** GET / (the counter's hit page) through the gateway, the yardstick for file reads. */
+export function measureRoot(
+  gatewayUrl: string,
+  options: { connections: number; seconds: number; signal?: AbortSignal },
+): Promise<LoadResult> {
+  return cannon(
+    { url: `${gatewayUrl}/`, connections: options.connections, duration: options.seconds, requests: [{}] },
+    options.signal,
+  );
+}
+
+async function someIds(gatewayUrl: string, dataset: string, count: number): Promise<string[]> {
+  const ids: string[] = [];
+  let cursor: string | null = null;
+  while (ids.length < count) {
+    const query: string = `/images?dataset=${dataset}&limit=500${cursor ? `&cursor=${cursor}` : ''}`;
+    const page = (await (await fetch(`${gatewayUrl}${query}`)).json()) as {
+      items: { id: string }[];
+      nextCursor: string | null;
+    };
+    ids.push(...page.items.map((item) => item.id));
+    cursor = page.nextCursor;
+    if (!cursor) break;
+  }
+  return ids.slice(0, count);
+}
+
+/** Settings for one images benchmark. */
+export interface ImagesBenchOptions {
+  gatewayUrl: string;
+  /** The images service's pid, for its RSS. */
+  pid: number | undefined;
+  /** False when the counter is not running: the file GET vs GET / comparison is left out. */
+  haveCounter: boolean;
+  images: number;
+  seconds: number;
+  connections: number;
+  signal?: AbortSignal;
+  log: (line: string) => void;
+}
+
+function line(label: string, result: LoadResult): string {
+  const failed = result.non2xx + result.errors;
+  return `${label.padEnd(36)} ${result.rps.toFixed(0).padStart(7)} /s   p50 ${result.latency.p50.toFixed(1)} ms   p99 ${result.latency.p99.toFixed(1)} ms${failed ? `   (${failed} failed)` : ''}`;
+}
+
+/** Runs the three measurements against a running stack and checks them against the issue's targets. */
+export async function runImagesBench(options: ImagesBenchOptions): Promise<ScenarioReport> {
+  const { gatewayUrl, log, signal } = options;
+  const notes: string[] = [];
+  const scratch = await mkdtemp(join(tmpdir(), 'berth-bench-idx-'));
+  try {
+    log(`generating ${options.images} digit-like 28x28 images as an IDX pair`);
+    const files = await writeBenchIdx(scratch, options.images);
+    const imported = await measureImport(gatewayUrl, options.pid, files, 'bench-mnist', signal);
+    log(
+      `import of ${imported.images} images: ${imported.seconds.toFixed(1)} s, ${imported.imagesPerSecond.toFixed(0)} images/s, ` +
+        `images RSS ${imported.startRssMiB.toFixed(0)} MiB before, peak ${imported.peakRssMiB.toFixed(0)} MiB`,
+    );
+
+    const bodies = uploadBodies(Math.max(2000, options.seconds * 2000), 7);
+    await measureUploads(gatewayUrl, bodies.slice(0, 500), {
+      connections: UPLOAD_CONCURRENCY,
+      seconds: 1,
+      dataset: 'bench-warmup',
+      signal,
+    });
+    const uploads = await measureUploads(gatewayUrl, bodies, {
+      connections: UPLOAD_CONCURRENCY,
+      seconds: options.seconds,
+      dataset: 'bench-uploads',
+      signal,
+    });
+    log(line(`POST /images x${UPLOAD_CONCURRENCY}`, uploads));
+    if (uploads.ok > bodies.length)
+      notes.push('The upload run outran its distinct images; later uploads were duplicates');
+
+    const ids = await someIds(gatewayUrl, 'bench-mnist', 2000);
+    const file: LoadResult[] = [];
+    const root: LoadResult[] = [];
+    if (options.haveCounter) {
+      const load = { connections: options.connections, seconds: options.seconds, signal };
+      await measureFileGets(gatewayUrl, ids, { ...load, seconds: 2 });
+      await measureRoot(gatewayUrl, { ...load, seconds: 2 });
+      for (let round = 0; round < 2; round++) {
+        // alternating the order keeps drift on a shared machine from favouring one side
+        const pair = round === 0 ? ['file', 'root'] : ['root', 'file'];
+        for (const which of pair) {
+          if (which === 'file') {
+            file.push(await measureFileGets(gatewayUrl, ids, load));
+            log(line('GET /images/:id/file', file.at(-1) as LoadResult));
+          } else {
+            root.push(await measureRoot(gatewayUrl, load));
+            log(line('GET /', root.at(-1) as LoadResult));
+          }
+          await sleep(500);
+        }
+      }
+    } else {
+      notes.push('GET /images/:id/file vs GET / left out: the counter is not running');
+    }
+    const median = (runs: LoadResult[]) => runs.map((r) => r.rps).sort((a, b) => a - b)[Math.floor(runs.length / 2)];
+    const ratio = file.length && root.length ? (median(file) as number) / (median(root) as number) : Number.NaN;
+    if (!Number.isNaN(ratio)) log(`file GET / GET / = ${ratio.toFixed(2)}`);
+
+    const checks: Check[] = [
+      check('import images/s ÷ 2,000', imported.imagesPerSecond / 2000, '>=', 1, 'x', []),
+      check('import peak RSS ÷ 300 MB', (imported.peakRssMiB * 1.048576) / 300, '<=', 1, 'x', []),
+      check(`uploads/s at ${UPLOAD_CONCURRENCY} ÷ 500`, uploads.rps / 500, '>=', 1, 'x', [uploads]),
+      check('GET /images/:id/file ÷ GET /', ratio, '>=', 0.7, 'x', [...file, ...root]),
+    ];
+    const row = (label: string, runs: LoadResult[]) => ({
+      label,
+      rps: median(runs) ?? Number.NaN,
+      p50: runs[0]?.latency.p50 ?? Number.NaN,
+      p99: runs[0]?.latency.p99 ?? Number.NaN,
+      failures: runs.reduce((sum, r) => sum + r.non2xx + r.errors, 0),
+    });
+    return {
+      sections: [
+        {
+          title: `Images through the gateway (${options.connections} connections for reads)`,
+          rows: [
+            row(`POST /images, ${UPLOAD_CONCURRENCY} at once`, [uploads]),
+            ...(file.length ? [row('GET /images/:id/file', file), row('GET /', root)] : []),
+          ],
+          footer: `import: ${imported.images} images in ${imported.seconds.toFixed(1)} s = ${imported.imagesPerSecond.toFixed(0)} images/s; images RSS peak ${imported.peakRssMiB.toFixed(0)} MiB`,
+        },
+      ],
+      checks,
+      notes,
+      clean: [uploads, ...file, ...root].every((r) => r.non2xx + r.errors === 0),
+      data: { import: { ...imported, job: undefined }, uploads, fileGets: file, root },
+    };
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+/**
+ * For npm run bench: needs images (started with prepareImagesBench's env) and the counter behind
+ * the gateway.
+ */
+export const imagesScenario: Scenario = {
+  name: 'images',
+  summary: 'IDX import, single uploads and file reads on the images service, through the gateway',
+  needs: ['images', 'counter'],
+  run(ctx: BenchContext) {
+    const images = ctx.stack.running.find((proc) => proc.spec.name === 'images');
+    return runImagesBench({
+      gatewayUrl: ctx.urls.gateway as string,
+      pid: images?.child.pid,
+      haveCounter: Boolean(ctx.urls.counter),
+      images: Number(process.env.BENCH_IMAGES ?? BENCH_IMAGES),
+      seconds: ctx.options.seconds,
+      connections: ctx.options.connections,
+      signal: ctx.signal,
+      log: ctx.log,
+    });
+  },
+};
+
+async function main() {
+  const server = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+  const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  const keyPrefix = runKeyPrefix();
+  const stack = new Stack();
+  const state = await prepareImagesBench(server);
+  const log = (text: string) => process.stdout.write(`${text}\n`);
+  try {
+    const urls: Record<string, string> = {};
+    urls.images = await startService(stack, 'images', state.env);
+    let haveCounter = true;
+    try {
+      urls.counter = await startService(stack, 'counter', { REDIS_URL: redisUrl, REDIS_KEY_PREFIX: keyPrefix });
+    } catch (err) {
+      haveCounter = false;
+      log(`counter not started (${(err as Error).message.split('\n')[0]}); GET / comparison left out`);
+    }
+    urls.gateway = await startGateway(stack, urls);
+    log(`images ${urls.images}, gateway ${urls.gateway}`);
+    const images = stack.running.find((proc) => proc.spec.name === 'images');
+    const report = await runImagesBench({
+      gatewayUrl: urls.gateway,
+      pid: images?.child.pid,
+      haveCounter,
+      images: Number(process.env.BENCH_IMAGES ?? BENCH_IMAGES),
+      seconds: Number(process.env.BENCH_DURATION ?? 10),
+      connections: Number(process.env.BENCH_CONNECTIONS ?? 50),
+      log,
+    });
+    log('');
+    for (const c of report.checks) {
+      log(`${c.name.padEnd(34)} ${Number.isNaN(c.value) ? '-' : c.value.toFixed(2)} ${c.op} ${c.target}  ${c.status}`);
+    }
+    for (const note of report.notes) log(`note: ${note}`);
+    for (const proc of stack.running) {
+      if (proc.lines > 0)
+        log(`${proc.spec.name} wrote ${proc.lines} lines at warn or above; last: ${proc.tail.at(-1)}`);
+    }
+  } finally {
+    await stack.stop();
+    await state.cleanup();
+    await removeKeys(redisUrl, keyPrefix).catch(() => 0);
+  }
+}
+
+if (import.meta.main) await main();
