@@ -8,6 +8,7 @@ import { categoryRoutes } from './routes/categories.ts';
 import { jokeWriteRoutes } from './routes/edit.ts';
 import { jokeReadRoutes } from './routes/jokes.ts';
 import { randomRoutes } from './routes/random.ts';
+import { tuneSessions } from './session.ts';
 
 /** What the jokes service is built from; tests pass a pool on their own database. */
 export interface JokesDeps {
@@ -17,6 +18,7 @@ export interface JokesDeps {
 /** Builds the jokes app; the pool is closed with it. */
 export function buildApp(config: Pick<JokesConfig, 'LOG_LEVEL'>, deps: JokesDeps) {
   const { pool } = deps;
+  tuneSessions(pool);
   const app = createService({
     name: 'jokes',
     logLevel: config.LOG_LEVEL,
