@@ -8,61 +8,92 @@ interface Group<A, R> {
   waiters: Waiter<R>[];
 }
 
-/** Runs one batch: `count` independent answers for the same argument, in order (missing ones undefined). */
+interface KeyState<A, R> {
+  /** Calls waiting for the next run. */
+  next: Group<A, R> | undefined;
+  /** Runs started and not yet settled. */
+  running: number;
+  scheduled: boolean;
+}
+
+/** Runs one batch: `count` answers for the same argument, in call order (missing ones undefined). */
 export type BatchRun<A, R> = (arg: A, count: number) => Promise<(R | undefined)[]>;
 
+/** How a batcher groups calls. */
+export interface BatchOptions {
+  /** The most calls one run answers. */
+  max?: number;
+  /** Runs per key at once; calls beyond that wait and go together in the next run. */
+  concurrency?: number;
+}
+
 /**
- * Gathers calls with the same key that arrive in one turn of the event loop and answers them with
- * one batch, run once that turn's I/O is handled. Every call in a batch arrived before the batch
- * started, so each sees the data as fresh as a call of its own would; under load, one statement
- * then serves many requests instead of one round trip each.
+ * Gathers calls with the same key and answers them with one run. Calls are collected until the
+ * current turn of the event loop has handled its I/O, and while `concurrency` runs of that key are
+ * under way; the next run then takes every call that waited. Each call arrived before the run that
+ * answers it started, so it sees data as fresh as a query of its own would. At low load a run
+ * answers one call; under load one statement answers many.
  */
 export class Batcher<A, R> {
   readonly #run: BatchRun<A, R>;
   readonly #max: number;
-  #groups = new Map<string, Group<A, R>>();
-  #scheduled = false;
+  readonly #concurrency: number;
+  readonly #keys = new Map<string, KeyState<A, R>>();
 
-  constructor(run: BatchRun<A, R>, max = 100) {
+  constructor(run: BatchRun<A, R>, options: BatchOptions = {}) {
     this.#run = run;
-    this.#max = max;
+    this.#max = options.max ?? 100;
+    this.#concurrency = options.concurrency ?? 2;
   }
 
-  /** One answer for arg; calls with the same key in the same turn share a batch. */
+  /** One answer for arg; calls with the same key share runs. */
   add(key: string, arg: A): Promise<R | undefined> {
     return new Promise((resolve, reject) => {
-      let group = this.#groups.get(key);
-      if (!group) {
-        group = { arg, waiters: [] };
-        this.#groups.set(key, group);
+      let state = this.#keys.get(key);
+      if (!state) {
+        state = { next: undefined, running: 0, scheduled: false };
+        this.#keys.set(key, state);
       }
-      group.waiters.push({ resolve, reject });
-      if (group.waiters.length >= this.#max) {
-        this.#groups.delete(key);
-        this.#start(group);
-      } else if (!this.#scheduled) {
-        this.#scheduled = true;
-        setImmediate(() => this.#flush());
+      state.next ??= { arg, waiters: [] };
+      state.next.waiters.push({ resolve, reject });
+      if (state.running >= this.#concurrency) return;
+      if (state.next.waiters.length >= this.#max) this.#start(key, state);
+      else if (!state.scheduled) {
+        state.scheduled = true;
+        const ready = state;
+        setImmediate(() => {
+          ready.scheduled = false;
+          this.#start(key, ready);
+          if (!ready.next && ready.running === 0) this.#keys.delete(key);
+        });
       }
     });
   }
 
-  #flush() {
-    this.#scheduled = false;
-    const groups = [...this.#groups.values()];
-    this.#groups.clear();
-    for (const group of groups) this.#start(group);
+  /** Starts runs for the waiting calls, up to max calls each, while the key has room. */
+  #start(key: string, state: KeyState<A, R>) {
+    while (state.next && state.running < this.#concurrency) {
+      const group = state.next;
+      const waiters = group.waiters.splice(0, this.#max);
+      if (group.waiters.length === 0) state.next = undefined;
+      state.running++;
+      this.#run(group.arg, waiters.length).then(
+        (results) => {
+          this.#settle(key, state);
+          for (let i = 0; i < waiters.length; i++) waiters[i]?.resolve(results[i]);
+        },
+        (err: unknown) => {
+          this.#settle(key, state);
+          for (const waiter of waiters) waiter.reject(err);
+        },
+      );
+    }
   }
 
-  #start(group: Group<A, R>) {
-    const { waiters } = group;
-    this.#run(group.arg, waiters.length).then(
-      (results) => {
-        for (let i = 0; i < waiters.length; i++) waiters[i]?.resolve(results[i]);
-      },
-      (err: unknown) => {
-        for (const waiter of waiters) waiter.reject(err);
-      },
-    );
+  #settle(key: string, state: KeyState<A, R>) {
+    state.running--;
+    // calls that waited behind the limit go at once: they already sat out a turn
+    if (state.next) this.#start(key, state);
+    else if (state.running === 0 && !state.scheduled) this.#keys.delete(key);
   }
 }

@@ -56,6 +56,26 @@ describe('GET /jokes/random', () => {
     assert.ok(seen.size > 150, `200 picks hit ${seen.size} different jokes`);
   });
 
+  test('concurrent picks each get a safe joke of their own', async () => {
+    const responses = await Promise.all(Array.from({ length: 40 }, () => get('/jokes/random')));
+    assert.ok(responses.every((response) => response.statusCode === 200));
+    const items = responses.map((response) => body<Item>(response));
+    assert.ok(items.every((item) => item.flags.length === 0));
+    const ids = new Set(items.map((item) => item.id));
+    assert.ok(ids.size > 30, `40 picks at once hit ${ids.size} different jokes`);
+  });
+
+  test('concurrent picks with different filters each get what they asked for', async () => {
+    const urls = ['/jokes/random?category=alpha', '/jokes/random?category=bravo', '/jokes/random?include=nsfw'];
+    const responses = await Promise.all(Array.from({ length: 30 }, (_, i) => get(urls[i % 3] as string)));
+    responses.forEach((response, i) => {
+      const item = body<Item>(response);
+      if (i % 3 === 0) assert.equal(item.category, 'alpha');
+      if (i % 3 === 1) assert.equal(item.category, 'bravo');
+      if (i % 3 === 2) assert.ok(item.flags.every((flag) => flag === 'nsfw'));
+    });
+  });
+
   test('count returns up to 10 different jokes as { items }', async () => {
     const response = await get('/jokes/random?count=10');
     assert.equal(response.statusCode, 200);

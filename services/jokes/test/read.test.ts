@@ -107,6 +107,23 @@ describe('GET /jokes', () => {
     assert.equal(new Set(everything.map((item) => item.id)).size, 30);
   });
 
+  test('identical searches at the same moment get the same page, and a joke added before them', async () => {
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      await client.query("INSERT INTO jokes (joke) VALUES ('A ship full of marmalade docked at noon')");
+      const responses = await Promise.all(Array.from({ length: 12 }, () => get('/jokes?q=marmalade')));
+      assert.ok(responses.every((response) => response.body === responses[0]?.body));
+      assert.deepEqual(
+        body<Page>(responses[0] as Awaited<ReturnType<typeof get>>).items.map((item) => item.joke),
+        ['A ship full of marmalade docked at noon'],
+      );
+    } finally {
+      await client.query("DELETE FROM jokes WHERE joke LIKE '%marmalade%'");
+      await client.end();
+    }
+  });
+
   test('q stems English words and matches other languages by their exact words', async () => {
     assert.equal(body<Page>(await get('/jokes?q=sails&limit=100')).items.length, 30);
     assert.equal(body<Page>(await get('/jokes?q=Hafen')).items.length, 1);
