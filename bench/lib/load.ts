@@ -1,4 +1,4 @@
-import autocannon from 'autocannon';
+import autocannon, { type Options } from 'autocannon';
 import { type LatencySummary, Samples } from './stats.ts';
 
 /** What one load run measured. Latencies are over 2xx responses only, in milliseconds. */
@@ -26,7 +26,14 @@ export interface ClosedLoopOptions {
   seconds: number;
   /** Set for servers that close the connection after every answer (gunicorn's sync workers). */
   closesConnections?: boolean;
+  /** Picks each request's path and query, for a run over many URLs of one server; default the url's. */
+  path?: () => string;
   signal?: AbortSignal;
+}
+
+/** A request template of autocannon's `requests` option; setupRequest rewrites each request before it is sent. */
+interface RequestTemplate {
+  setupRequest?: (request: { path?: string }) => { path?: string };
 }
 
 /** The autocannon client internals reconnectOnClose relies on (autocannon 9). */
@@ -68,12 +75,15 @@ function reconnectOnClose(client: CannonClient) {
 export async function closedLoop(options: ClosedLoopOptions): Promise<LoadResult> {
   options.signal?.throwIfAborted();
   const samples = new Samples();
-  const instance = autocannon({
+  const { path } = options;
+  const settings: Options & { requests?: RequestTemplate[] } = {
     url: options.url,
     connections: options.connections,
     duration: options.seconds,
     setupClient: options.closesConnections ? (client) => reconnectOnClose(client as CannonClient) : undefined,
-  });
+  };
+  if (path) settings.requests = [{ setupRequest: (request) => ({ ...request, path: path() }) }];
+  const instance = autocannon(settings);
   instance.on('response', (_client: unknown, status: number, _bytes: number, ms: number) => {
     if (status >= 200 && status < 300) samples.push(ms);
   });

@@ -5,12 +5,14 @@ import type pg from 'pg';
 // cheaper than the generic one, such as a search with LIMIT $n, on every execution; planning a
 // search costs more than a third of running it. JIT compiles for milliseconds when an estimate
 // passes jit_above_cost, which no statement here is long enough to win back.
-const SETTINGS = 'SET plan_cache_mode = force_generic_plan; SET jit = off';
+const SETTINGS = '-c plan_cache_mode=force_generic_plan -c jit=off';
 
-/** Applies the service's session settings on every new connection, before its first query. */
+/**
+ * Sets the service's session settings on every connection the pool opens from now on. They travel
+ * in the startup message, so they cost no round trip and are in force before the first query. An
+ * `options` parameter in DATABASE_URL takes the place of these.
+ */
 export function tuneSessions(pool: pg.Pool): void {
-  pool.on('connect', (client) => {
-    // queued ahead of the query the connection was opened for; a failure shows on that query too
-    client.query(SETTINGS).catch(() => {});
-  });
+  const given = pool.options.options;
+  pool.options.options = given ? `${given} ${SETTINGS}` : SETTINGS;
 }
