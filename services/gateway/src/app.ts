@@ -1,20 +1,102 @@
 import { createService } from '@berth/service-kit';
-import { type GatewayConfig, upstreams } from './config.ts';
-import { refuseDotSegments } from './forward.ts';
+import type { FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
+import { requireTokenForWrites } from './auth.ts';
+import { CircuitBreaker as Breaker, type CircuitBreaker } from './breaker.ts';
+import { type GatewayConfig, type Upstream, upstreams } from './config.ts';
+import { allowOrigins, parseOrigins } from './cors.ts';
+import { bodyLimits, checkRequestTarget, checkTimeouts, clientErrorHandler, serverOptions } from './limits.ts';
+import { registerRateLimit } from './rate-limit.ts';
 import { upstreamChecks } from './readiness.ts';
 import { proxyRoutes } from './routes/proxy.ts';
+import { securityHeaders } from './security-headers.ts';
+import { TokenChecker } from './tokens.ts';
+import { parseTrustedProxies } from './trusted-proxies.ts';
 
-/** Builds the gateway: one URL in front of every service; /readyz aggregates theirs. */
-export function buildApp(config: GatewayConfig) {
+/** What the gateway is given rather than builds: secrets and shared clients, closed with the app. */
+export interface GatewayDeps {
+  /** The tokens writes are checked against; at least one when AUTH_ENABLED is on. */
+  tokens?: string[];
+  /** Where rate-limit counts are shared between replicas; without it each process counts alone. */
+  redis?: Redis;
+}
+
+function circuitBreakers(app: FastifyInstance, config: GatewayConfig) {
+  const breakers = new Map<string, CircuitBreaker>();
+  return (upstream: Upstream) => {
+    if (config.CIRCUIT_FAILURES === 0) return undefined;
+    const breaker = new Breaker({
+      failures: config.CIRCUIT_FAILURES,
+      cooldownMs: config.CIRCUIT_COOLDOWN_MS,
+      onChange(state, b) {
+        const where = { upstream: upstream.name, state };
+        if (state === 'open') {
+          app.log.warn({ ...where, failures: b.failures }, `circuit to ${upstream.name} opened; answering 503 at once`);
+        } else app.log.info(where, `circuit to ${upstream.name} ${state}`);
+      },
+    });
+    breakers.set(upstream.name, breaker);
+    return breaker;
+  };
+}
+
+/**
+ * Builds the gateway: one URL in front of every service; /readyz aggregates theirs. Every answer
+ * carries the security headers; forwarded requests pass the rate limit, then the token check for
+ * writes, then the body limits and the upstream's circuit breaker. Settings that contradict each
+ * other throw a ConfigError naming the variable.
+ */
+export function buildApp(config: GatewayConfig, deps: GatewayDeps = {}) {
+  checkTimeouts(config);
+  const trustProxy = parseTrustedProxies(config.TRUSTED_PROXIES);
+  const origins = parseOrigins(config.CORS_ORIGINS);
+  const checker = config.AUTH_ENABLED ? new TokenChecker(deps.tokens ?? []) : undefined;
   const list = upstreams(config);
+  let headersForRawAnswers = (): Record<string, string> => ({});
   const app = createService({
     name: 'gateway',
     logLevel: config.LOG_LEVEL,
     readiness: upstreamChecks(list, config.READY_TIMEOUT_MS),
     // the upstreams' own checks have READY_TIMEOUT_MS; give the aggregate a little more
     readinessTimeoutMs: config.READY_TIMEOUT_MS + 250,
+    fastify: {
+      ...serverOptions(config),
+      trustProxy,
+      clientErrorHandler: clientErrorHandler(config, () => headersForRawAnswers()),
+    },
   });
-  app.addHook('onRequest', refuseDotSegments);
-  proxyRoutes(app, list, config);
+  if (config.SECURITY_HEADERS_ENABLED) headersForRawAnswers = securityHeaders(app);
+  app.addHook('onRequest', checkRequestTarget(config.MAX_URL_BYTES));
+  allowOrigins(app, origins);
+
+  const rateLimiting = config.RATE_LIMIT_ENABLED
+    ? registerRateLimit(app, config, {
+        redis: deps.redis,
+        onUnavailable: (err) =>
+          app.log.warn(
+            { err: err.message },
+            'rate-limit counts cannot reach Redis; each gateway limits on its own until it is back',
+          ),
+        onAvailable: () => app.log.info('rate-limit counts reach Redis again'),
+      })
+    : undefined;
+  if (deps.redis) {
+    const redis = deps.redis;
+    redis.on('error', (err) => app.log.debug({ err: err.message }, 'redis connection problem'));
+    // after the store's last flush (registered first, so it runs first)
+    app.addHook('onClose', async () => {
+      await redis.quit().catch(() => redis.disconnect());
+    });
+  }
+
+  const tokenCheck = checker ? requireTokenForWrites(checker) : undefined;
+  proxyRoutes(app, list, config, {
+    guard(scope) {
+      rateLimiting?.limit(scope);
+      if (tokenCheck) scope.addHook('onRequest', tokenCheck);
+    },
+    breakerFor: circuitBreakers(app, config),
+    bodyLimit: bodyLimits(config),
+  });
   return app;
 }

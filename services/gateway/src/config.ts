@@ -1,4 +1,4 @@
-import { baseEnv } from '@berth/service-kit';
+import { baseEnv, urlEnv } from '@berth/service-kit';
 import { type Static, Type } from 'typebox';
 
 /** An upstream's base URL, or empty when that service is not deployed. */
@@ -6,9 +6,12 @@ function upstreamUrl(defaultValue: string) {
   return Type.String({ pattern: '^$|^https?://[^\\s/?#]+/?$', default: defaultValue });
 }
 
-/** The gateway's environment. */
+const MiB = 1024 * 1024;
+
+/** The gateway's environment. Every protection is on by default and has a switch, so it can be measured off. */
 export const GatewayEnv = Type.Object({
   ...baseEnv(5000),
+  NODE_ENV: Type.String({ default: 'development' }),
   COUNTER_URL: upstreamUrl('http://127.0.0.1:3001'),
   JOKES_URL: upstreamUrl('http://127.0.0.1:3002'),
   IMAGES_URL: upstreamUrl('http://127.0.0.1:3003'),
@@ -16,7 +19,42 @@ export const GatewayEnv = Type.Object({
   UPSTREAM_PIPELINING: Type.Integer({ minimum: 1, maximum: 100, default: 1 }),
   UPSTREAM_CONNECT_TIMEOUT_MS: Type.Integer({ minimum: 50, maximum: 60_000, default: 2000 }),
   UPSTREAM_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 30_000 }),
+  UPSTREAM_RETRY: Type.Boolean({ default: true }),
   READY_TIMEOUT_MS: Type.Integer({ minimum: 50, maximum: 10_000, default: 1000 }),
+
+  // circuit breaker per upstream; 0 failures turns it off
+  CIRCUIT_FAILURES: Type.Integer({ minimum: 0, maximum: 1000, default: 5 }),
+  CIRCUIT_COOLDOWN_MS: Type.Integer({ minimum: 10, maximum: 600_000, default: 5000 }),
+
+  // writes need a bearer token
+  AUTH_ENABLED: Type.Boolean({ default: true }),
+  API_TOKENS: Type.String({ default: '' }),
+  API_TOKENS_FILE: Type.String({ default: '' }),
+
+  // per-client rate limit, counted in Redis so it holds across replicas
+  RATE_LIMIT_ENABLED: Type.Boolean({ default: true }),
+  RATE_LIMIT_MAX: Type.Integer({ minimum: 1, maximum: 1_000_000_000, default: 1000 }),
+  RATE_LIMIT_WINDOW_MS: Type.Integer({ minimum: 1000, maximum: 86_400_000, default: 60_000 }),
+  RATE_LIMIT_SYNC_MS: Type.Integer({ minimum: 10, maximum: 10_000, default: 100 }),
+  RATE_LIMIT_KEY_PREFIX: Type.String({ maxLength: 64, pattern: '^[A-Za-z0-9:._-]*$', default: 'gateway:ratelimit:' }),
+  REDIS_URL: urlEnv(['redis', 'rediss'], 'redis://127.0.0.1:6379'),
+  REDIS_COMMAND_TIMEOUT_MS: Type.Integer({ minimum: 50, maximum: 10_000, default: 1000 }),
+  TRUSTED_PROXIES: Type.String({ default: '' }),
+
+  // request size and slow clients
+  BODY_LIMIT_BYTES: Type.Integer({ minimum: 0, maximum: 1024 * MiB, default: MiB }),
+  UPLOAD_LIMIT_BYTES: Type.Integer({ minimum: 0, maximum: 4096 * MiB, default: 51 * MiB }),
+  IMPORT_LIMIT_BYTES: Type.Integer({ minimum: 0, maximum: 1024 * 1024 * MiB, default: 2049 * MiB }),
+  MAX_URL_BYTES: Type.Integer({ minimum: 256, maximum: 1024 * 1024, default: 8192 }),
+  MAX_HEADER_BYTES: Type.Integer({ minimum: 1024, maximum: 1024 * 1024, default: 16 * 1024 }),
+  HEADERS_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
+  REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 300_000 }),
+  IDLE_TIMEOUT_MS: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 60_000 }),
+  KEEP_ALIVE_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 72_000 }),
+
+  // browsers
+  CORS_ORIGINS: Type.String({ default: '' }),
+  SECURITY_HEADERS_ENABLED: Type.Boolean({ default: true }),
 });
 
 /** Validated gateway configuration. */

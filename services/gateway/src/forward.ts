@@ -1,9 +1,11 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
-import { httpError } from '@berth/service-kit';
+import { HttpError, httpError } from '@berth/service-kit';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Pool } from 'undici';
+import type { CircuitBreaker } from './breaker.ts';
 import type { GatewayConfig, Upstream } from './config.ts';
+import { type BodyLimit, bodyTooLarge, capped } from './limits.ts';
 
 /** Headers that describe one connection, not the message; never forwarded (RFC 9110 section 7.6.1). */
 const HOP_BY_HOP = new Set([
@@ -23,6 +25,17 @@ const BUFFER_LIMIT = 256 * 1024;
 
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 const TIMED_OUT = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+/** Connection failures worth one more try for a GET or HEAD, when nothing of the answer has arrived. */
+const RETRYABLE = new Set(['ECONNRESET', 'ECONNREFUSED', 'UND_ERR_SOCKET']);
+/** Failures that count towards opening the circuit: the upstream is unreachable, broken or hung. */
+const BREAKS_CIRCUIT = new Set([
+  ...UNREACHABLE,
+  'ECONNRESET',
+  'EPIPE',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+]);
 
 /** Turns a transport failure into an answer that names the upstream and what happened. */
 export function upstreamFailure(upstream: Upstream, error: Error & { code?: string }, timeoutMs: number) {
@@ -37,41 +50,22 @@ export function upstreamFailure(upstream: Upstream, error: Error & { code?: stri
   return httpError(502, 'UPSTREAM_ERROR', `${who} closed the connection without a proper answer`);
 }
 
-/** Refuses, before routing, any path that could climb out of the prefix that picked its upstream. */
-export function refuseDotSegments(request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void) {
-  const path = request.url;
-  if (hasDotSegment(path)) {
-    done(httpError(400, 'INVALID_PATH', `Path "${path}" has a "." or ".." segment; send the resolved path`));
-    return;
-  }
-  done();
-}
-
-/** True when a path holds a dot segment, plain or percent-encoded, that could climb out of a prefix. */
-export function hasDotSegment(path: string): boolean {
-  if (!path.includes('.') && !path.includes('%')) return false;
-  let decoded: string;
-  try {
-    decoded = decodeURIComponent(path.split('?', 1)[0] as string);
-  } catch {
-    return true;
-  }
-  return decoded
-    .replaceAll('\\', '/')
-    .split('/')
-    .some((segment) => segment === '..' || segment === '.');
-}
-
+/**
+ * The request's headers for the upstream, hop-by-hop ones left out. X-Forwarded-For keeps the chain
+ * it came with only when the peer is a trusted proxy (then Fastify took the client address from it);
+ * from anyone else it is replaced, so services never see an address a client made up.
+ */
 function requestHeaders(request: FastifyRequest): IncomingHttpHeaders {
   const out: IncomingHttpHeaders = {};
   const given = request.headers;
   for (const name in given) {
     if (!HOP_BY_HOP.has(name)) out[name] = given[name];
   }
-  const forwardedFor = given['x-forwarded-for'];
-  out['x-forwarded-for'] = forwardedFor ? `${forwardedFor}, ${request.ip}` : request.ip;
-  out['x-forwarded-proto'] ??= request.protocol;
-  if (given.host) out['x-forwarded-host'] ??= given.host;
+  const peer = request.socket.remoteAddress ?? '';
+  const chain = request.ip !== peer ? given['x-forwarded-for'] : undefined;
+  out['x-forwarded-for'] = chain ? `${chain}, ${peer}` : peer;
+  out['x-forwarded-proto'] = request.protocol;
+  if (given.host) out['x-forwarded-host'] = request.host;
   out['x-request-id'] = request.id;
   return out;
 }
@@ -83,8 +77,14 @@ function copyResponseHeaders(reply: FastifyReply, headers: IncomingHttpHeaders) 
   }
 }
 
+/** What a forwarder uses besides the config: its circuit breaker and the body limit per request. */
+export interface ForwarderOptions {
+  breaker?: CircuitBreaker;
+  bodyLimit: (upstream: Upstream, request: FastifyRequest) => BodyLimit;
+}
+
 /** A forwarder for one upstream: its own keep-alive pool and the route handler that uses it. */
-export function createForwarder(upstream: Upstream, config: GatewayConfig) {
+export function createForwarder(upstream: Upstream, config: GatewayConfig, options: ForwarderOptions) {
   const pool = new Pool(upstream.url, {
     connections: config.UPSTREAM_CONNECTIONS,
     pipelining: config.UPSTREAM_PIPELINING,
@@ -95,70 +95,126 @@ export function createForwarder(upstream: Upstream, config: GatewayConfig) {
   });
 
   const timeoutMs = config.UPSTREAM_TIMEOUT_MS;
+  const retry = config.UPSTREAM_RETRY;
+  const { breaker, bodyLimit } = options;
+
   const fail = (request: FastifyRequest, err: Error) => {
     request.log.warn({ err, upstream: upstream.name }, 'upstream request failed');
     return upstreamFailure(upstream, err, timeoutMs);
+  };
+
+  /** Tells the breaker how a call that got no answer ended. */
+  const noAnswer = (err: Error & { code?: string }) => {
+    if (!breaker) return;
+    if (BREAKS_CIRCUIT.has(err.code ?? '')) breaker.failure();
+    else breaker.neutral();
+  };
+
+  /** 503 at once while the circuit is open: no connection is tried and nothing is logged per request. */
+  const circuitOpen = (reply: FastifyReply): FastifyReply => {
+    const seconds = Math.max(1, Math.ceil((breaker?.retryInMs() ?? 0) / 1000));
+    const message = `The ${upstream.name} service is unavailable (it failed ${breaker?.failures} times in a row); the gateway tries it again in ${seconds} s`;
+    reply.code(503).header('retry-after', String(seconds)).type('application/json; charset=utf-8');
+    const body = { statusCode: 503, code: 'UPSTREAM_UNAVAILABLE', error: 'Service Unavailable', message };
+    return reply.send(JSON.stringify(body));
   };
 
   /**
    * Sends the request on as it came (path, query, body stream) and relays the answer. It talks to
    * undici's dispatcher directly: small answers are gathered chunk by chunk and written in one go,
    * larger or open-ended ones (files, event streams) flow through a stream with backpressure.
+   * A GET or HEAD that fails to connect, or whose connection breaks before any of the answer
+   * arrives, is sent once more; bodies are held to their limit, declared or counted.
    */
-  function handler(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  function handler(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> | FastifyReply {
     const raw = request.raw;
-    const hasBody = raw.headers['content-length'] !== undefined || raw.headers['transfer-encoding'] !== undefined;
+    const method = request.method;
+    let body: Readable | null = null;
+    if (raw.headers['content-length'] !== undefined) {
+      const limit = bodyLimit(upstream, request);
+      const declared = Number(raw.headers['content-length']);
+      if (declared > limit.bytes) {
+        reply.header('connection', 'close');
+        return Promise.reject(bodyTooLarge(limit, declared));
+      }
+      body = raw;
+    } else if (raw.headers['transfer-encoding'] !== undefined) {
+      body = Readable.from(capped(raw, bodyLimit(upstream, request)), { objectMode: false });
+    }
+    if (breaker && !breaker.allow()) return circuitOpen(reply);
+    const retryable = retry && body === null && (method === 'GET' || method === 'HEAD');
     // an event stream stays open for as long as the client listens
     const eventStream = raw.headers.accept?.includes('text/event-stream') === true;
+    if (eventStream) raw.socket.setTimeout(0);
+    const headers = requestHeaders(request);
     return new Promise((resolve, reject) => {
-      let chunks: Buffer[] | undefined;
-      let stream: Readable | undefined;
-      pool.dispatch(
-        {
-          path: request.url,
-          method: request.method as 'GET',
-          headers: requestHeaders(request),
-          body: hasBody ? raw : null,
-          bodyTimeout: eventStream ? 0 : timeoutMs,
-        },
-        {
-          onRequestStart() {},
-          onResponseStart(controller, statusCode, headers) {
-            reply.code(statusCode);
-            copyResponseHeaders(reply, headers);
-            const length = Number(headers['content-length'] ?? Number.NaN);
-            if (length <= BUFFER_LIMIT) {
-              chunks = [];
-              return;
-            }
-            stream = new Readable({
-              read: () => controller.resume(),
-              destroy: (err, done) => {
-                if (!controller.aborted) controller.abort(err ?? new Error('client went away'));
-                done(err);
-              },
-            });
-            resolve(reply.send(stream));
+      const send = (attempt: number) => {
+        let chunks: Buffer[] | undefined;
+        let stream: Readable | undefined;
+        let relayed: IncomingHttpHeaders | undefined;
+        pool.dispatch(
+          {
+            path: request.url,
+            method: method as 'GET',
+            headers,
+            body,
+            bodyTimeout: eventStream ? 0 : timeoutMs,
           },
-          onResponseData(controller, chunk) {
-            if (chunks) chunks.push(chunk);
-            else if (stream && !stream.push(chunk)) controller.pause();
+          {
+            onRequestStart() {},
+            onResponseStart(controller, statusCode, upstreamHeaders) {
+              breaker?.success();
+              relayed = upstreamHeaders;
+              reply.code(statusCode);
+              copyResponseHeaders(reply, upstreamHeaders);
+              const length = Number(upstreamHeaders['content-length'] ?? Number.NaN);
+              if (length <= BUFFER_LIMIT) {
+                chunks = [];
+                return;
+              }
+              stream = new Readable({
+                read: () => controller.resume(),
+                destroy: (err, done) => {
+                  if (!controller.aborted) controller.abort(err ?? new Error('client went away'));
+                  done(err);
+                },
+              });
+              resolve(reply.send(stream));
+            },
+            onResponseData(controller, chunk) {
+              if (chunks) chunks.push(chunk);
+              else if (stream && !stream.push(chunk)) controller.pause();
+            },
+            onResponseEnd() {
+              if (chunks) resolve(reply.send(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+              else stream?.push(null);
+            },
+            onResponseError(_controller, err: Error & { code?: string }) {
+              if (stream) {
+                stream.destroy(err);
+                return;
+              }
+              if (relayed) {
+                // the status and headers relayed so far belong to an answer that never completed
+                for (const name in relayed) reply.removeHeader(name);
+              } else if (retryable && attempt === 0 && RETRYABLE.has(err.code ?? '') && !raw.destroyed) {
+                send(1);
+                return;
+              } else {
+                noAnswer(err);
+              }
+              if (err instanceof HttpError) {
+                // the body went over its limit while it streamed
+                reply.header('connection', 'close');
+                reject(err);
+                return;
+              }
+              reject(fail(request, err));
+            },
           },
-          onResponseEnd() {
-            if (chunks) resolve(reply.send(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
-            else stream?.push(null);
-          },
-          onResponseError(_controller, err) {
-            if (stream) {
-              stream.destroy(err);
-              return;
-            }
-            // the status and headers set so far belong to an answer that never completed
-            if (chunks) for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name);
-            reject(fail(request, err));
-          },
-        },
-      );
+        );
+      };
+      send(0);
     });
   }
 

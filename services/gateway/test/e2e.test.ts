@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
-import { closedPort } from './helpers.ts';
+import { authorized, closedPort, TEST_TOKEN } from './helpers.ts';
 
 const root = new URL('../../../', import.meta.url).pathname;
 
@@ -63,6 +63,8 @@ describe('gateway and counter as processes', () => {
       COUNTER_URL: `http://127.0.0.1:${counterPort}`,
       JOKES_URL: '',
       IMAGES_URL: '',
+      API_TOKENS: TEST_TOKEN,
+      RATE_LIMIT_KEY_PREFIX: `${prefix}ratelimit:`,
     });
     base = `http://127.0.0.1:${gatewayPort}`;
     await waitReady(`http://127.0.0.1:${counterPort}`);
@@ -73,6 +75,11 @@ describe('gateway and counter as processes', () => {
     await Promise.all([stop(gateway), stop(counter)]);
     await redis.del('hits', 'counter:e2e');
     await redis.quit();
+    // rate-limit counts the gateway wrote under the same prefix
+    const plain = new Redis('redis://127.0.0.1:6379');
+    const left = await plain.keys(`${prefix}*`);
+    if (left.length > 0) await plain.del(...left);
+    await plain.quit();
   });
 
   test('GET / through the gateway is the Docker sample, counting N then N+1', async () => {
@@ -91,7 +98,7 @@ describe('gateway and counter as processes', () => {
   test('named counters work through the gateway', async () => {
     const inc = await fetch(`${base}/counter/e2e/increment`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...authorized },
       body: JSON.stringify({ by: 5 }),
     });
     assert.equal(inc.status, 200);

@@ -3,13 +3,22 @@ import type { AddressInfo } from 'node:net';
 import { createServer } from 'node:net';
 import { loadConfig } from '@berth/service-kit';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { buildApp } from '../src/app.ts';
+import { buildApp, type GatewayDeps } from '../src/app.ts';
 import { GatewayEnv } from '../src/config.ts';
 
-/** A gateway app built from env overrides, quiet unless LOG_LEVEL is set. */
-export function gateway(env: Record<string, string>) {
+/** The API token test gateways accept for writes. */
+export const TEST_TOKEN = 'test-token-0123456789abcdef';
+
+/** Headers that carry the test token. */
+export const authorized = { authorization: `Bearer ${TEST_TOKEN}` };
+
+/**
+ * A gateway app built from env overrides, quiet unless LOG_LEVEL is set. It accepts TEST_TOKEN and
+ * counts rate limits in memory unless a Redis client is given.
+ */
+export function gateway(env: Record<string, string>, deps: GatewayDeps = {}) {
   const config = loadConfig(GatewayEnv, { LOG_LEVEL: 'silent', JOKES_URL: '', IMAGES_URL: '', ...env });
-  return buildApp(config);
+  return buildApp(config, { tokens: [TEST_TOKEN], ...deps });
 }
 
 /** A port nothing listens on: bound once, then released. */
@@ -43,6 +52,8 @@ export function echoUpstream(): FastifyInstance {
   });
   app.all('/counter', echo);
   app.all('/counter/echo/*', echo);
+  app.all('/images', echo);
+  app.all('/images/*', echo);
   app.get('/counter/slow', async () => {
     await new Promise((resolve) => setTimeout(resolve, 3000));
     return { late: true };

@@ -1,17 +1,18 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
-import { closedPort, echoUpstream, eventStreamsClosed, gateway, listen, rawGet } from './helpers.ts';
+import { authorized, closedPort, echoUpstream, eventStreamsClosed, gateway, listen, rawGet } from './helpers.ts';
 
 describe('gateway forwarding', () => {
   let upstream: FastifyInstance;
   let app: FastifyInstance;
   let base: string;
+  let upstreamUrl: string;
 
   before(async () => {
     upstream = echoUpstream();
-    const url = await listen(upstream);
-    app = gateway({ COUNTER_URL: url, UPSTREAM_TIMEOUT_MS: '300' });
+    upstreamUrl = await listen(upstream);
+    app = gateway({ COUNTER_URL: upstreamUrl, UPSTREAM_TIMEOUT_MS: '300' });
     base = await listen(app);
   });
 
@@ -42,13 +43,30 @@ describe('gateway forwarding', () => {
   });
 
   test('adds x-forwarded-for and drops hop-by-hop headers', async () => {
+    // the chain a client sends is kept only from a trusted proxy
+    const trusting = gateway({ COUNTER_URL: upstreamUrl, TRUSTED_PROXIES: '127.0.0.1' });
+    try {
+      const res = await trusting.inject({
+        url: '/counter/echo/h',
+        headers: { 'x-forwarded-for': '203.0.113.9', connection: 'keep-alive, x-secret', 'keep-alive': 'timeout=5' },
+      });
+      const headers = res.json().headers;
+      assert.equal(headers['x-forwarded-for'], '203.0.113.9, 127.0.0.1');
+      assert.equal(headers['keep-alive'], undefined);
+    } finally {
+      await trusting.close();
+    }
+  });
+
+  test('replaces the x-forwarded-* headers a client that is not a trusted proxy sends', async () => {
     const res = await app.inject({
       url: '/counter/echo/h',
-      headers: { 'x-forwarded-for': '203.0.113.9', connection: 'keep-alive, x-secret', 'keep-alive': 'timeout=5' },
+      headers: { 'x-forwarded-for': '203.0.113.9', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil.example' },
     });
     const headers = res.json().headers;
-    assert.equal(headers['x-forwarded-for'], '203.0.113.9, 127.0.0.1');
-    assert.equal(headers['keep-alive'], undefined);
+    assert.equal(headers['x-forwarded-for'], '127.0.0.1');
+    assert.equal(headers['x-forwarded-proto'], 'http');
+    assert.equal(headers['x-forwarded-host'], 'localhost:80');
   });
 
   test('streams a request body through untouched', async () => {
@@ -56,7 +74,7 @@ describe('gateway forwarding', () => {
     const res = await app.inject({
       method: 'POST',
       url: '/counter/echo/body',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...authorized },
       payload,
     });
     assert.equal(res.statusCode, 200);

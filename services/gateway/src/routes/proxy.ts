@@ -1,9 +1,19 @@
 import { httpError } from '@berth/service-kit';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { CircuitBreaker } from '../breaker.ts';
 import type { GatewayConfig, Upstream } from '../config.ts';
 import { createForwarder } from '../forward.ts';
+import type { BodyLimit } from '../limits.ts';
 
 const METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'];
+
+/** What the proxy routes are wrapped in: per-scope guards (rate limit, auth) and per-upstream resilience. */
+export interface ProxyOptions {
+  /** Adds the hooks every forwarded request passes first; called once per upstream scope. */
+  guard(scope: FastifyInstance): void;
+  breakerFor(upstream: Upstream): CircuitBreaker | undefined;
+  bodyLimit(upstream: Upstream, request: FastifyRequest): BodyLimit;
+}
 
 /** Bodies are not parsed at the gateway: they stream to the upstream untouched. */
 function passBodiesThrough(scope: FastifyInstance) {
@@ -12,10 +22,11 @@ function passBodiesThrough(scope: FastifyInstance) {
 }
 
 /** Registers every upstream's routes, each in its own scope; pools are closed with the app. */
-export function proxyRoutes(app: FastifyInstance, list: Upstream[], config: GatewayConfig) {
+export function proxyRoutes(app: FastifyInstance, list: Upstream[], config: GatewayConfig, options: ProxyOptions) {
   for (const upstream of list) {
     app.register(async (scope) => {
       passBodiesThrough(scope);
+      options.guard(scope);
       if (!upstream.url) {
         const notDeployed = async () => {
           throw httpError(
@@ -27,7 +38,10 @@ export function proxyRoutes(app: FastifyInstance, list: Upstream[], config: Gate
         for (const url of upstream.routes) scope.route({ method: METHODS, url, handler: notDeployed });
         return;
       }
-      const { pool, handler } = createForwarder(upstream, config);
+      const { pool, handler } = createForwarder(upstream, config, {
+        breaker: options.breakerFor(upstream),
+        bodyLimit: options.bodyLimit,
+      });
       for (const url of upstream.routes) scope.route({ method: METHODS, url, handler });
       scope.addHook('onClose', async () => pool.close());
     });
