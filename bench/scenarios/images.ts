@@ -3,6 +3,7 @@
 //   single uploads at 16 concurrent >= 500 images/s; GET /images/:id/file >= 0.7 x GET /.
 // Standalone: node bench/scenarios/images.ts (a private database, a temp IMAGES_DIR, images,
 // counter and gateway on free ports). BENCH_IMAGES, BENCH_DURATION and BENCH_CONNECTIONS tune it.
+import { randomBytes } from 'node:crypto';
 import { openAsBlob } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,7 +17,7 @@ import { prepareDatabase } from '../../services/images/src/setup.ts';
 import type { LoadResult } from '../lib/load.ts';
 import { removeKeys, runKeyPrefix } from '../lib/redis.ts';
 import { type BenchContext, type Check, check, type Scenario, type ScenarioReport } from '../lib/scenario.ts';
-import { startGateway, startService } from '../lib/services.ts';
+import { startService } from '../lib/services.ts';
 import { Stack } from '../lib/stack.ts';
 import { Samples } from '../lib/stats.ts';
 
@@ -93,9 +94,16 @@ export async function writeBenchIdx(dir: string, count: number): Promise<{ image
 
 /** A private database and IMAGES_DIR for one benchmark run, and how to remove them. */
 export interface ImagesBenchState {
-  env: { DATABASE_URL: string; IMAGES_DIR: string };
+  env: { DATABASE_URL: string; IMAGES_DIR: string; NODE_OPTIONS: string };
   cleanup(): Promise<void>;
 }
+
+/**
+ * The V8 setting the images service runs with in every deployment (compose, npm start): a 4 MiB
+ * young generation. Import batches live just long enough to survive a scavenge, so with V8's
+ * default the young generation grows to over 100 MiB of mostly garbage; see decision 0052.
+ */
+export const IMAGES_NODE_OPTIONS = '--max-semi-space-size=4';
 
 /**
  * Creates and migrates a database of the run's own on the given server and a temp IMAGES_DIR:
@@ -107,7 +115,7 @@ export async function prepareImagesBench(serverUrl: string): Promise<ImagesBench
   await prepareDatabase(url);
   const dir = await mkdtemp(join(tmpdir(), 'berth-bench-images-'));
   return {
-    env: { DATABASE_URL: url, IMAGES_DIR: dir },
+    env: { DATABASE_URL: url, IMAGES_DIR: dir, NODE_OPTIONS: IMAGES_NODE_OPTIONS },
     async cleanup() {
       await rm(dir, { recursive: true, force: true });
       const client = new pg.Client({ connectionString: withDatabase(serverUrl, 'postgres') });
@@ -119,6 +127,11 @@ export async function prepareImagesBench(serverUrl: string): Promise<ImagesBench
       }
     },
   };
+}
+
+/** The bearer token writes carry through the gateway (its API_TOKENS), when it asks for one. */
+function authorization(token: string | undefined): Record<string, string> {
+  return token ? { authorization: `Bearer ${token}` } : {};
 }
 
 /** Resident memory of a process in MiB, from /proc; NaN where there is no /proc. */
@@ -153,6 +166,7 @@ export async function measureImport(
   pid: number | undefined,
   files: { images: string; labels: string },
   dataset: string,
+  token?: string,
   signal?: AbortSignal,
 ): Promise<ImportFigures> {
   const startRssMiB = pid ? await rssMiB(pid) : Number.NaN;
@@ -171,7 +185,12 @@ export async function measureImport(
     form.set('dataset', dataset);
     form.append('files', await openAsBlob(files.images), 'train-images-idx3-ubyte');
     form.append('files', await openAsBlob(files.labels), 'train-labels-idx1-ubyte');
-    const posted = await fetch(`${gatewayUrl}/images/imports`, { method: 'POST', body: form, signal });
+    const posted = await fetch(`${gatewayUrl}/images/imports`, {
+      method: 'POST',
+      body: form,
+      headers: authorization(token),
+      signal,
+    });
     if (posted.status !== 202) throw new Error(`The import was refused: ${posted.status} ${await posted.text()}`);
     const { id } = (await posted.json()) as { id: string };
     for (;;) {
@@ -248,7 +267,7 @@ async function cannon(options: Cannon, signal?: AbortSignal): Promise<LoadResult
 export function measureUploads(
   gatewayUrl: string,
   bodies: Buffer[],
-  options: { connections: number; seconds: number; dataset: string; signal?: AbortSignal },
+  options: { connections: number; seconds: number; dataset: string; token?: string; signal?: AbortSignal },
 ): Promise<LoadResult> {
   let next = 0;
   return cannon(
@@ -260,7 +279,7 @@ export function measureUploads(
         {
           method: 'POST',
           path: `/images?dataset=${options.dataset}`,
-          headers: { 'content-type': 'image/png' },
+          headers: { 'content-type': 'image/png', ...authorization(options.token) },
           setupRequest: (request) => {
             request.body = bodies[next++ % bodies.length];
             return request;
@@ -336,6 +355,8 @@ export interface ImagesBenchOptions {
   images: number;
   seconds: number;
   connections: number;
+  /** A token from the gateway's API_TOKENS, for the writes. */
+  token?: string;
   signal?: AbortSignal;
   log: (line: string) => void;
 }
@@ -353,7 +374,7 @@ export async function runImagesBench(options: ImagesBenchOptions): Promise<Scena
   try {
     log(`generating ${options.images} digit-like 28x28 images as an IDX pair`);
     const files = await writeBenchIdx(scratch, options.images);
-    const imported = await measureImport(gatewayUrl, options.pid, files, 'bench-mnist', signal);
+    const imported = await measureImport(gatewayUrl, options.pid, files, 'bench-mnist', options.token, signal);
     log(
       `import of ${imported.images} images: ${imported.seconds.toFixed(1)} s, ${imported.imagesPerSecond.toFixed(0)} images/s, ` +
         `images RSS ${imported.startRssMiB.toFixed(0)} MiB before, peak ${imported.peakRssMiB.toFixed(0)} MiB`,
@@ -364,12 +385,14 @@ export async function runImagesBench(options: ImagesBenchOptions): Promise<Scena
       connections: UPLOAD_CONCURRENCY,
       seconds: 1,
       dataset: 'bench-warmup',
+      token: options.token,
       signal,
     });
     const uploads = await measureUploads(gatewayUrl, bodies, {
       connections: UPLOAD_CONCURRENCY,
       seconds: options.seconds,
       dataset: 'bench-uploads',
+      token: options.token,
       signal,
     });
     log(line(`POST /images x${UPLOAD_CONCURRENCY}`, uploads));
@@ -455,6 +478,7 @@ export const imagesScenario: Scenario = {
       images: Number(process.env.BENCH_IMAGES ?? BENCH_IMAGES),
       seconds: ctx.options.seconds,
       connections: ctx.options.connections,
+      token: (ctx as { apiToken?: string }).apiToken ?? process.env.BERTH_TOKEN,
       signal: ctx.signal,
       log: ctx.log,
     });
@@ -465,6 +489,7 @@ async function main() {
   const server = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
   const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   const keyPrefix = runKeyPrefix();
+  const token = randomBytes(24).toString('hex');
   const stack = new Stack();
   const state = await prepareImagesBench(server);
   const log = (text: string) => process.stdout.write(`${text}\n`);
@@ -478,7 +503,14 @@ async function main() {
       haveCounter = false;
       log(`counter not started (${(err as Error).message.split('\n')[0]}); GET / comparison left out`);
     }
-    urls.gateway = await startGateway(stack, urls);
+    // writes need a token; the rate limit would cap the load runs, which measure the services
+    urls.gateway = await startService(stack, 'gateway', {
+      COUNTER_URL: urls.counter ?? '',
+      JOKES_URL: '',
+      IMAGES_URL: urls.images,
+      API_TOKENS: token,
+      RATE_LIMIT_ENABLED: 'false',
+    });
     log(`images ${urls.images}, gateway ${urls.gateway}`);
     const images = stack.running.find((proc) => proc.spec.name === 'images');
     const report = await runImagesBench({
@@ -488,6 +520,7 @@ async function main() {
       images: Number(process.env.BENCH_IMAGES ?? BENCH_IMAGES),
       seconds: Number(process.env.BENCH_DURATION ?? 10),
       connections: Number(process.env.BENCH_CONNECTIONS ?? 50),
+      token,
       log,
     });
     log('');

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -16,6 +17,8 @@ import { freePort, type ServiceProcess, startService } from './helpers/process.t
 const run = promisify(execFile);
 const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
 const GATEWAY = fileURLToPath(new URL('../../gateway/src/main.ts', import.meta.url));
+/** The gateway asks writes for a bearer token from API_TOKENS; the CLI sends BERTH_TOKEN. */
+const TOKEN = randomBytes(24).toString('hex');
 
 let db: TestDatabase;
 let dir: Awaited<ReturnType<typeof tempDir>>;
@@ -40,6 +43,9 @@ before(async () => {
       IMAGES_URL: images.url,
       COUNTER_URL: '',
       JOKES_URL: '',
+      API_TOKENS: TOKEN,
+      // the rate limit counts in Redis; this test is about the CLI
+      RATE_LIMIT_ENABLED: 'false',
     },
     stdio: 'ignore',
   });
@@ -65,7 +71,7 @@ after(async () => {
 });
 
 const cli = (...args: string[]) =>
-  run(process.execPath, [CLI, ...args], { env: { ...process.env, BERTH_URL: gatewayUrl } });
+  run(process.execPath, [CLI, ...args], { env: { ...process.env, BERTH_URL: gatewayUrl, BERTH_TOKEN: TOKEN } });
 
 test('npm run images -- import sends an IDX folder through the gateway and follows the job to the end', async () => {
   const folder = join(work.path, 'mnist');
