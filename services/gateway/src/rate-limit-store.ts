@@ -1,5 +1,8 @@
 import type { Redis } from 'ioredis';
 
+/** How long a new store waits for its first connection before it reports Redis as unavailable. */
+const FIRST_CONNECT_GRACE_MS = 3000;
+
 /** One client's count in the current window. */
 interface Entry {
   key: string;
@@ -55,6 +58,7 @@ export class BatchedRedisStore {
   #flushing: Promise<void> | undefined;
   #down = false;
   #sweptWindow = 0;
+  readonly #since = Date.now();
 
   constructor(options: StoreOptions) {
     this.#options = options;
@@ -116,6 +120,11 @@ export class BatchedRedisStore {
     this.#sweep(now);
     const batch = this.#batch;
     if (!redis || batch.length === 0) return;
+    if (redis.status !== 'ready') {
+      // no point sending: the hits stay pending; an outage is reported once the first connection had its chance
+      if (Date.now() - this.#since > FIRST_CONNECT_GRACE_MS) this.#unavailable(new Error(`Redis is ${redis.status}`));
+      return;
+    }
     this.#batch = [];
     const { prefix, windowMs } = this.#options;
     const pipeline = redis.pipeline();
