@@ -5,7 +5,14 @@ import { requireTokenForWrites } from './auth.ts';
 import { CircuitBreaker as Breaker, type CircuitBreaker } from './breaker.ts';
 import { type GatewayConfig, type Upstream, upstreams } from './config.ts';
 import { allowOrigins, parseOrigins } from './cors.ts';
-import { bodyLimits, checkRequestTarget, checkTimeouts, clientErrorHandler, serverOptions } from './limits.ts';
+import {
+  bodyLimits,
+  checkRequestTarget,
+  checkTimeouts,
+  clientErrorHandler,
+  frameworkErrorHandler,
+  serverOptions,
+} from './limits.ts';
 import { registerRateLimit } from './rate-limit.ts';
 import { upstreamChecks } from './readiness.ts';
 import { proxyRoutes } from './routes/proxy.ts';
@@ -63,6 +70,7 @@ export function buildApp(config: GatewayConfig, deps: GatewayDeps = {}) {
       ...serverOptions(config),
       trustProxy,
       clientErrorHandler: clientErrorHandler(config, () => headersForRawAnswers()),
+      frameworkErrors: frameworkErrorHandler(() => headersForRawAnswers()),
     },
   });
   if (config.SECURITY_HEADERS_ENABLED) headersForRawAnswers = securityHeaders(app);

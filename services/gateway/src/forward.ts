@@ -70,10 +70,13 @@ function requestHeaders(request: FastifyRequest): IncomingHttpHeaders {
   return out;
 }
 
+/** The upstream's answer headers; a Vary set at the gateway (CORS: Origin) is kept alongside the upstream's. */
 function copyResponseHeaders(reply: FastifyReply, headers: IncomingHttpHeaders) {
   for (const name in headers) {
     const value = headers[name];
-    if (value !== undefined && !HOP_BY_HOP.has(name) && name !== 'date') reply.header(name, value);
+    if (value === undefined || HOP_BY_HOP.has(name) || name === 'date') continue;
+    if (name === 'vary' && reply.hasHeader('vary')) reply.header('vary', `${reply.getHeader('vary')}, ${value}`);
+    else reply.header(name, value);
   }
 }
 

@@ -1,7 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { ConfigError, type HttpError, httpError } from '@berth/service-kit';
-import type { FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
+import type { FastifyError, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
 import type { GatewayConfig, Upstream } from './config.ts';
 
 /** Refuses settings that contradict each other, naming the variables. */
@@ -154,5 +154,24 @@ export function clientErrorHandler(config: GatewayConfig, securityHeaders: () =>
     for (const [name, value] of Object.entries(securityHeaders())) head += `${name}: ${value}\r\n`;
     if (socket.writable) socket.write(`${head}\r\n${body}`);
     socket.destroy();
+  };
+}
+
+/**
+ * Answers what Fastify's router refuses before any hook runs (a path that is not valid
+ * percent-encoding, an over-long path parameter) in the shared shape, with the security headers
+ * and request id every other answer has.
+ */
+export function frameworkErrorHandler(securityHeaders: () => Record<string, string>) {
+  return function onFrameworkError(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+    reply.headers(securityHeaders()).header('x-request-id', request.id);
+    const path = (request.url ?? '').split('?', 1)[0]?.slice(0, 200);
+    const badUrl = error.code === 'FST_ERR_BAD_URL';
+    return reply.code(400).send({
+      statusCode: 400,
+      code: badUrl ? 'INVALID_PATH' : (error.code ?? 'BAD_REQUEST'),
+      error: 'Bad Request',
+      message: badUrl ? `Path "${path}" is not valid percent-encoding; write a literal "%" as "%25"` : error.message,
+    });
   };
 }

@@ -76,6 +76,10 @@ export function echoUpstream(): FastifyInstance {
       eventStreamsClosed += 1;
     });
   });
+  app.get('/counter/varies', async (_request, reply) => {
+    reply.header('vary', 'Accept-Encoding');
+    return { varies: true };
+  });
   app.get('/readyz', async () => ({ status: 'ready' }));
   return app;
 }
