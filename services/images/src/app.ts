@@ -15,7 +15,6 @@ import { importRoutes } from './routes/imports.ts';
 import { uploadRoutes } from './routes/upload.ts';
 import type { Store } from './storage/store.ts';
 import { Thumbnails } from './thumbnails.ts';
-import { strictBodyTypes } from './validation.ts';
 
 /** What the images service is built from; tests pass a pool on their own database and a temp store. */
 export interface ImagesDeps {
@@ -62,7 +61,6 @@ export function buildApp(config: AppConfig, deps: ImagesDeps) {
       volume: () => access(store.root, constants.W_OK),
     },
   });
-  strictBodyTypes(app);
   streamImageBodies(app);
   app.register(fastifyMultipart);
   const images = imageReader(pool);

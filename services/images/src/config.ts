@@ -1,10 +1,8 @@
-import { baseEnv, urlEnv } from '@berth/service-kit';
+import { baseEnv, databaseEnv } from '@berth/service-kit';
 import { type Static, Type } from 'typebox';
 
-/** Where the image metadata lives; the default is the local server with trust auth. */
-export const DatabaseEnv = {
-  DATABASE_URL: urlEnv(['postgres', 'postgresql'], 'postgres://postgres@127.0.0.1:5432/images'),
-};
+/** Where the image metadata lives (the password, if any, from DATABASE_PASSWORD_FILE); the default is the local server with trust auth. */
+export const DatabaseEnv = databaseEnv('images');
 
 const MiB = 1024 * 1024;
 

@@ -1,12 +1,12 @@
 import './threadpool.ts';
-import { createPool, loadConfigOrExit, serve } from '@berth/service-kit';
+import { createPool, databaseUrl, loadConfigOrExit, orExit, serve } from '@berth/service-kit';
 import { buildApp } from './app.ts';
 import { ImagesEnv } from './config.ts';
 import { Store } from './storage/store.ts';
 
 const config = loadConfigOrExit(ImagesEnv);
 const pool = createPool({
-  connectionString: config.DATABASE_URL,
+  connectionString: orExit(() => databaseUrl(config)),
   applicationName: 'berth-images',
   max: config.DATABASE_POOL_MAX,
   connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
