@@ -204,6 +204,17 @@ describe('docker-compose.yml', () => {
     }
   });
 
+  test('the gateway takes its API tokens from .env or a secret file and counts rate limits in Redis', () => {
+    const rawEnv = environmentOf(raw.services.gateway as ComposeService);
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: Compose's own ${} syntax
+    assert.equal(rawEnv.API_TOKENS, '${API_TOKENS:-}', 'empty unless .env sets it, so a fresh clone starts');
+    const env = environmentOf(compose.services.gateway as ComposeService);
+    assert.match(env.API_TOKENS_FILE ?? '', /^\/run\/secrets\//, 'a container secret, left out of native runs');
+    assert.equal(env.REDIS_URL, 'redis://redis:6379');
+    const native = nativeServices(loadCompose(composePath, { env: nativeVariables(root, {}) }));
+    assert.equal(native.find((s) => s.name === 'gateway')?.env.API_TOKENS_FILE, undefined);
+  });
+
   test('nothing secret-looking is written inline', () => {
     const secretName = /PASSWORD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|CREDENTIAL/i;
     for (const [name, service] of Object.entries(raw.services)) {
