@@ -35,8 +35,8 @@ export async function startService(stack: Stack, name: string, env: Record<strin
 }
 
 /** Starts the gateway in front of the given services; the others are left out (their URL empty). */
-export async function startGateway(stack: Stack, urls: StackUrls): Promise<string> {
-  const env: Record<string, string> = {};
+export async function startGateway(stack: Stack, urls: StackUrls, extra: Record<string, string> = {}): Promise<string> {
+  const env: Record<string, string> = { ...extra };
   for (const [name, variable] of Object.entries(UPSTREAMS)) env[variable] = urls[name as UpstreamName] ?? '';
   return startService(stack, 'gateway', env);
 }
