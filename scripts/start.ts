@@ -161,7 +161,7 @@ try {
       }
     }
     const where = svc.oneShot ? 'runs once' : `port ${svc.port ?? 'unknown'}`;
-    say(`starting ${svc.name} (node ${join('services', svc.service, ...svc.args)}, ${where})`);
+    say(`starting ${svc.name} (node ${svc.args.join(' ')} in services/${svc.service}, ${where})`);
     run(svc);
   }
   const last = selected.filter((s) => s.port !== undefined);

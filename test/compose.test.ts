@@ -69,7 +69,8 @@ function listenPort(name: string): number | undefined {
 function scriptOf(service: ComposeService): string {
   const command = service.command;
   const argv = Array.isArray(command) ? command : (command?.split(/\s+/) ?? ['node', 'src/main.ts']);
-  return argv[1] ?? 'src/main.ts';
+  // node's own flags (--max-semi-space-size=4) come before the script
+  return argv.slice(1).find((arg) => !arg.startsWith('-')) ?? 'src/main.ts';
 }
 
 const capitalized = (word: string) => `${word[0]?.toUpperCase()}${word.slice(1)}`;
@@ -93,7 +94,7 @@ async function configSchema(dir: string, script = 'src/main.ts'): Promise<TObjec
 
 describe('docker-compose.yml', () => {
   test('has the gateway, the counter, jokes with its migrate step, Redis and PostgreSQL', () => {
-    for (const name of ['gateway', 'counter', 'jokes', 'jokes-migrate', 'redis', 'db']) {
+    for (const name of ['gateway', 'counter', 'jokes', 'jokes-migrate', 'images', 'images-migrate', 'redis', 'db']) {
       assert.ok(compose.services[name], `service "${name}" missing`);
     }
   });
@@ -279,6 +280,8 @@ describe('scripts/lib/compose.ts', () => {
         ['counter', 'counter', 3001, false, 'src/main.ts'],
         ['jokes-migrate', 'jokes', undefined, true, 'src/migrate.ts'],
         ['jokes', 'jokes', 3002, false, 'src/main.ts'],
+        ['images-migrate', 'images', undefined, true, 'src/migrate.ts'],
+        ['images', 'images', 3003, false, '--max-semi-space-size=4 src/main.ts'],
         ['gateway', 'gateway', 5000, false, 'src/main.ts'],
       ],
     );
@@ -286,11 +289,14 @@ describe('scripts/lib/compose.ts', () => {
     assert.equal(byName.counter?.env.REDIS_URL, 'redis://127.0.0.1:6379');
     assert.equal(byName.gateway?.env.COUNTER_URL, 'http://127.0.0.1:3001');
     assert.equal(byName.gateway?.env.JOKES_URL, 'http://127.0.0.1:3002');
-    assert.deepEqual(byName.gateway?.dependsOn, ['counter', 'jokes']);
+    assert.equal(byName.gateway?.env.IMAGES_URL, 'http://127.0.0.1:3003');
+    assert.deepEqual(byName.gateway?.dependsOn, ['counter', 'jokes', 'images']);
     assert.deepEqual(byName.jokes?.conditions, { 'jokes-migrate': 'service_completed_successfully' });
     // natively the local superuser, trusted on loopback, and no container secret file
     assert.equal(byName.jokes?.env.DATABASE_URL, 'postgres://postgres@127.0.0.1:5432/ms3_jokes');
     assert.equal(byName.jokes?.env.DATABASE_PASSWORD_FILE, undefined);
+    // a named volume becomes a folder of the checkout
+    assert.equal(byName.images?.env.IMAGES_DIR, join(root, '.data', 'images-data'));
     assert.deepEqual(
       infraEndpoints(local).map((e) => [e.name, e.port]),
       [

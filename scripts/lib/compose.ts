@@ -112,6 +112,20 @@ export function nativeVariables(projectDir: string, env: NodeJS.ProcessEnv = pro
 /** Secret files Compose mounts into containers; natively there are none (local servers trust loopback). */
 const CONTAINER_SECRET = /^\/run\/secrets\//;
 
+/** Where named volumes live natively: a folder each under .data/ in the checkout (git ignores it). */
+export const NATIVE_VOLUMES = join(dirname(dirname(import.meta.dirname)), '.data');
+
+/** A service's named-volume mounts, container path to volume name ("images-data:/data/images"). */
+function volumeTargets(service: ComposeService): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const entry of (service.volumes as unknown[] | undefined) ?? []) {
+    if (typeof entry !== 'string') continue;
+    const [source, target] = entry.split(':');
+    if (source && target && /^[a-z0-9][a-z0-9_.-]*$/i.test(source)) out.set(target, source);
+  }
+  return out;
+}
+
 /** Reads and interpolates a Compose file; YAML merge keys (`<<: *anchor`) are honoured as Compose does. */
 export function loadCompose(path: string, options: LoadOptions = {}): ComposeFile {
   const raw = parse(readFileSync(path, 'utf8'), { merge: true }) as ComposeFile | null;
@@ -212,7 +226,8 @@ function nodeArgs(name: string, command: ComposeService['command']): string[] {
 /**
  * The Node services of a Compose file as local processes: every service built with a SERVICE build
  * argument, its environment taken from Compose with Compose host names mapped to 127.0.0.1 (each
- * service has its own port, so they do not clash on one host) and container secret files left out.
+ * service has its own port, so they do not clash on one host), container secret files left out and
+ * paths where a named volume is mounted pointed at that volume's folder under .data/.
  * A published port in front of the
  * service's own port becomes its native port, so the stack answers at the same URL both ways.
  */
@@ -223,9 +238,11 @@ export function nativeServices(compose: ComposeFile): NativeService[] {
     const dir = buildArgsOf(service).SERVICE;
     if (dir === undefined) continue;
     const env: Record<string, string> = {};
+    const mounts = volumeTargets(service);
     for (const [key, value] of Object.entries(environmentOf(service))) {
       if (key.endsWith('_FILE') && CONTAINER_SECRET.test(value)) continue;
-      env[key] = localize(value, hosts);
+      const volume = mounts.get(value);
+      env[key] = volume ? join(NATIVE_VOLUMES, volume) : localize(value, hosts);
     }
     let port = env.PORT ? Number(env.PORT) : portFromHealthcheck(service);
     const published = publishedPorts(service).find((p) => p.target === port)?.published;
