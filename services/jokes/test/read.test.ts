@@ -124,6 +124,17 @@ describe('GET /jokes', () => {
     }
   });
 
+  test('a joke in a list or search page is the same JSON as the joke on its own', async () => {
+    const listed = JSON.parse((await get('/jokes?limit=3')).body).items;
+    const found = JSON.parse((await get('/jokes?q=pilot&limit=3')).body).items;
+    for (const item of [...listed, ...found]) {
+      // same keys, order and formats, byte for byte
+      assert.equal(JSON.stringify(item), (await get(`/jokes/${item.id}`)).body);
+      assert.match(item.createdAt, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+    }
+    assert.equal(listed.length + found.length, 6);
+  });
+
   test('q stems English words and matches other languages by their exact words', async () => {
     assert.equal(body<Page>(await get('/jokes?q=sails&limit=100')).items.length, 30);
     assert.equal(body<Page>(await get('/jokes?q=Hafen')).items.length, 1);
