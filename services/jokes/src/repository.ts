@@ -186,10 +186,14 @@ export function jokeRepository(pool: pg.Pool) {
       next: rows.length > limit && last ? { id: last.id, rank: last.rank_text } : undefined,
     };
   }
-  const searches = new Batcher<SearchArgs, Page>(async (args, count) => {
-    const page = await searchPage(args);
-    return Array.from({ length: count }, () => page);
-  });
+  // one run of a search at a time: identical searches that arrive meanwhile all wait for the next
+  const searches = new Batcher<SearchArgs, Page>(
+    async (args, count) => {
+      const page = await searchPage(args);
+      return Array.from({ length: count }, () => page);
+    },
+    { concurrency: 1 },
+  );
 
   return {
     /** Jokes in id order, after the cursor's id. */

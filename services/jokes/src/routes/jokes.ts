@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { decodeCursor, encodeCursor, queryKey } from '../cursor.ts';
 import { allowedFlags } from '../flags.ts';
 import { JokeOrText, plainText, wantsText } from '../negotiate.ts';
-import type { JokeRepository } from '../repository.ts';
+import type { JokeRepository, Page } from '../repository.ts';
 import {
   Errors,
   IdParams,
@@ -13,6 +13,21 @@ import {
   type VisibilityInput,
   VisibilityOnlyQuery,
 } from '../schemas.ts';
+
+// Requests that share a search share its page object (same q and filters, so the same cursor key):
+// the body is built and encoded once per page, and a Buffer is sent as it is
+const bodies = new WeakMap<Page, Buffer>();
+
+// The items arrive as JSON text from the database
+function pageBody(page: Page, key: string): Buffer {
+  let body = bodies.get(page);
+  if (!body) {
+    const nextCursor = page.next ? encodeCursor(key, page.next) : null;
+    body = Buffer.from(`{"items":[${page.json.join(',')}],"nextCursor":${JSON.stringify(nextCursor)}}`);
+    bodies.set(page, body);
+  }
+  return body;
+}
 
 /** GET /jokes (list and full-text search) and GET /jokes/:id. */
 export function jokeReadRoutes(app: FastifyInstance, jokes: JokeRepository) {
@@ -32,11 +47,7 @@ export function jokeReadRoutes(app: FastifyInstance, jokes: JokeRepository) {
       const after = cursor === undefined ? undefined : decodeCursor(cursor, key, q !== undefined);
       const page =
         q === undefined ? await jokes.list(filters, limit, after) : await jokes.search(q, filters, limit, after);
-      const nextCursor = page.next ? encodeCursor(key, page.next) : null;
-      // the items arrive as JSON text from the database; a string is sent as it is
-      return reply
-        .type('application/json; charset=utf-8')
-        .send(`{"items":[${page.json.join(',')}],"nextCursor":${JSON.stringify(nextCursor)}}`);
+      return reply.type('application/json; charset=utf-8').send(pageBody(page, key));
     },
   );
 
