@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { prepareDatabase } from '../../services/jokes/src/setup.ts';
 import { closedLoop, type LoadResult } from '../lib/load.ts';
+import { fixedRate } from '../lib/paced.ts';
 import { expectAnswer } from '../lib/probe.ts';
 import { describeRun } from '../lib/report.ts';
 import { type BenchContext, check, type FigureRow, type Scenario, type ScenarioReport } from '../lib/scenario.ts';
@@ -294,6 +295,7 @@ export const jokesScenario: Scenario = {
     }
 
     const runs: Record<TargetKey, LoadResult[]> = { counter: [], random: [], search: [], mixed: [], common: [] };
+    const fixed: LoadResult[] = [];
     const [counter, random, search, mixedWords, common] = targets as [Target, Target, Target, Target, Target];
     for (let round = 0; round < options.rounds; round++) {
       const tag = `round ${round + 1}/${options.rounds}`;
@@ -302,6 +304,17 @@ export const jokesScenario: Scenario = {
       for (const target of [...pair, search, mixedWords, common]) {
         runs[target.key].push(await load(target, options.seconds, tag));
       }
+      // the same search when the machine is not saturated: latency without the queueing
+      const paced = await fixedRate({
+        url: search.url,
+        rate: options.rate,
+        seconds: options.seconds,
+        connections,
+        signal,
+      });
+      log(describeRun(`${tag}  ${search.label} @${options.rate}/s`, paced));
+      fixed.push(paced);
+      await sleep(PAUSE_MS);
     }
 
     const ratios = runs.random.map((r, i) => {
@@ -313,6 +326,7 @@ export const jokesScenario: Scenario = {
       searchP99: median(runs.search.map((r) => r.latency.p99)),
       mixedP99: median(runs.mixed.map((r) => r.latency.p99)),
       commonP99: median(runs.common.map((r) => r.latency.p99)),
+      searchFixedP99: median(fixed.map((r) => r.latency.p99)),
     };
 
     const at = `${connections} connections`;
@@ -323,7 +337,9 @@ export const jokesScenario: Scenario = {
       ]),
       check(`search p99 at ${at} (q=${SEARCH_WORD})`, summary.searchP99, '<=', 25, 'ms', runs.search),
     ];
+    const rate = `${options.rate.toLocaleString('en-US')} req/s`;
     const notes = [
+      `At a fixed ${rate} (not saturated) q=${SEARCH_WORD} has a p99 of ${summary.searchFixedP99.toFixed(1)} ms`,
       `Identical searches waiting at the same time share one statement; q=one of ${MIXED_WORDS.length} words shares ` +
         `little and shows what each search costs (p99 ${summary.mixedP99.toFixed(1)} ms)`,
       `q=${COMMON_WORD} is information, not a target: it matches ${matches.common} of ${BENCH_JOKES} jokes ` +
@@ -331,7 +347,13 @@ export const jokesScenario: Scenario = {
     ];
     const rounds =
       options.rounds > 1 ? `median of ${options.rounds} rounds, ${options.seconds} s each` : `${options.seconds} s`;
-    const all = Object.values(runs).flat();
+    for (const result of fixed) {
+      if (result.rps < options.rate * 0.95) {
+        notes.push(`A fixed-rate run reached only ${Math.round(result.rps)} of ${options.rate} req/s`);
+        break;
+      }
+    }
+    const all = [...Object.values(runs).flat(), ...fixed];
     return {
       sections: [
         {
@@ -341,7 +363,12 @@ export const jokesScenario: Scenario = {
         },
         {
           title: `GET /jokes?q= through the gateway at ${at}, 20 results a page (${rounds})`,
-          rows: [row(search.label, runs.search), row(mixedWords.label, runs.mixed), row(common.label, runs.common)],
+          rows: [
+            row(search.label, runs.search),
+            row(mixedWords.label, runs.mixed),
+            row(common.label, runs.common),
+            row(`${search.label} @${rate}`, fixed),
+          ],
         },
       ],
       checks,
@@ -352,6 +379,7 @@ export const jokesScenario: Scenario = {
         words: { search: SEARCH_WORD, mixed: MIXED_WORDS, common: COMMON_WORD },
         matches,
         closedLoop: runs,
+        fixedRate: { search: fixed },
         perRound: { randomOverCounter: ratios },
         summary,
       },
