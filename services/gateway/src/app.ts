@@ -13,7 +13,7 @@ import {
   frameworkErrorHandler,
   serverOptions,
 } from './limits.ts';
-import { registerRateLimit } from './rate-limit.ts';
+import { createRateLimiting } from './rate-limit.ts';
 import { upstreamChecks } from './readiness.ts';
 import { proxyRoutes } from './routes/proxy.ts';
 import { securityHeaders } from './security-headers.ts';
@@ -78,7 +78,7 @@ export function buildApp(config: GatewayConfig, deps: GatewayDeps = {}) {
   allowOrigins(app, origins);
 
   const rateLimiting = config.RATE_LIMIT_ENABLED
-    ? registerRateLimit(app, config, {
+    ? createRateLimiting(app, config, {
         redis: deps.redis,
         onUnavailable: (err) =>
           app.log.warn(

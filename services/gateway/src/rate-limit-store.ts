@@ -48,7 +48,8 @@ export interface StoreOptions {
  * limit by at most what the other replicas let through in one sync interval. While Redis is down
  * the counts stay local (each replica limits on its own) and are sent when it returns.
  *
- * It implements @fastify/rate-limit's store interface (incr, child).
+ * It implements @fastify/rate-limit's store interface (incr, child), so it can back that plugin's
+ * route-level limits too; the gateway's own check calls hit() directly.
  */
 export class BatchedRedisStore {
   readonly #entries = new Map<string, Entry>();

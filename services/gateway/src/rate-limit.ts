@@ -1,5 +1,5 @@
 import { httpError } from '@berth/service-kit';
-import rateLimit from '@fastify/rate-limit';
+import { normalizeIP } from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { GatewayConfig } from './config.ts';
 import { BatchedRedisStore, type StoreOptions } from './rate-limit-store.ts';
@@ -15,55 +15,54 @@ export interface RateLimiting {
 }
 
 /**
- * Registers @fastify/rate-limit on the app with the batched Redis store, keyed per client IP (from
- * X-Forwarded-For only when the peer is a trusted proxy; IPv6 by /64). Routes opt in with limit(),
- * which answers with the IETF RateLimit and RateLimit-Policy headers and a 429 with Retry-After.
+ * Per-client rate limiting: every forwarded request counts against its client's budget of
+ * RATE_LIMIT_MAX per RATE_LIMIT_WINDOW_MS, kept by the batched Redis store. The client is its IP
+ * address as @fastify/rate-limit keys it (IPv6 by /64), taken from X-Forwarded-For only when the
+ * peer is a trusted proxy. Answers carry the IETF RateLimit and RateLimit-Policy headers; past
+ * the limit the answer is 429 with Retry-After. The check runs synchronously: the plugin's own
+ * request path awaits the store through promises, which cost more per request than the count.
  */
-export function registerRateLimit(
+export function createRateLimiting(
   app: FastifyInstance,
   config: GatewayConfig,
   storeOptions: Omit<StoreOptions, 'prefix' | 'windowMs' | 'syncMs'>,
 ): RateLimiting {
   const max = config.RATE_LIMIT_MAX;
-  const windowMs = config.RATE_LIMIT_WINDOW_MS;
   const store = new BatchedRedisStore({
     ...storeOptions,
     prefix: config.RATE_LIMIT_KEY_PREFIX,
-    windowMs,
+    windowMs: config.RATE_LIMIT_WINDOW_MS,
     syncMs: config.RATE_LIMIT_SYNC_MS,
-  });
-  app.register(rateLimit, {
-    global: false,
-    max,
-    timeWindow: windowMs,
-    // the plugin builds its store from a class; this one is made above so the app can flush and close it
-    store: function sharedStore() {
-      return store;
-    } as unknown as NonNullable<Parameters<typeof rateLimit>[1]['store']>,
   });
   app.addHook('onClose', () => store.close());
 
-  const windowSeconds = Math.ceil(windowMs / 1000);
+  const windowSeconds = Math.ceil(config.RATE_LIMIT_WINDOW_MS / 1000);
   const policy = `"${POLICY}";q=${max};w=${windowSeconds}`;
+
+  function limitRate(request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) {
+    const hit = store.hit(normalizeIP(request.ip));
+    const reset = Math.ceil(hit.ttl / 1000);
+    const exceeded = hit.current > max;
+    reply.header('ratelimit-policy', policy);
+    reply.header('ratelimit', `"${POLICY}";r=${exceeded ? 0 : max - hit.current};t=${reset}`);
+    if (!exceeded) {
+      done();
+      return;
+    }
+    reply.header('retry-after', String(reset));
+    done(
+      httpError(
+        429,
+        'RATE_LIMITED',
+        `Too many requests from "${request.ip}": the limit is ${max} per ${windowSeconds} s; retry in ${reset} s`,
+      ),
+    );
+  }
 
   return {
     store,
     limit(scope) {
-      const limiter = scope.createRateLimit();
-      scope.addHook('onRequest', async function limitRate(request: FastifyRequest, reply: FastifyReply) {
-        const result = await limiter(request);
-        if (result.isAllowed) return;
-        const reset = result.ttlInSeconds;
-        reply.header('ratelimit-policy', policy);
-        reply.header('ratelimit', `"${POLICY}";r=${result.remaining};t=${reset}`);
-        if (!result.isExceeded) return;
-        reply.header('retry-after', String(reset));
-        throw httpError(
-          429,
-          'RATE_LIMITED',
-          `Too many requests from "${request.ip}": the limit is ${max} per ${windowSeconds} s; retry in ${reset} s`,
-        );
-      });
+      scope.addHook('onRequest', limitRate);
     },
   };
 }
