@@ -1,6 +1,7 @@
 import type { Scenario } from '../lib/scenario.ts';
 import { counterScenario } from './counter.ts';
+import { gatewaySecurityScenario } from './gateway-security.ts';
 import { jokesScenario } from './jokes.ts';
 
 /** Every scenario, in the order a full run takes them. New services add theirs here. */
-export const scenarios: Scenario[] = [counterScenario, jokesScenario];
+export const scenarios: Scenario[] = [counterScenario, jokesScenario, gatewaySecurityScenario];
