@@ -1,6 +1,7 @@
 import { httpError } from '@berth/service-kit';
 import { normalizeIP } from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { closeIfBodyFollows } from './auth.ts';
 import type { GatewayConfig } from './config.ts';
 import { BatchedRedisStore, type StoreOptions } from './rate-limit-store.ts';
 
@@ -50,6 +51,7 @@ export function createRateLimiting(
       return;
     }
     reply.header('retry-after', String(reset));
+    closeIfBodyFollows(request, reply);
     done(
       httpError(
         429,

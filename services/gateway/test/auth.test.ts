@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { authorized, echoUpstream, gateway, listen, TEST_TOKEN } from './helpers.ts';
@@ -81,6 +83,25 @@ describe('auth for writes through the gateway', () => {
     });
     assert.equal(lower.statusCode, 200);
     assert.equal(lower.json().method, 'DELETE');
+  });
+
+  test('a refused upload is not read: the connection closes after the 401', async () => {
+    const base = await listen(app);
+    const { port } = new URL(base);
+    const socket = connect(Number(port), '127.0.0.1');
+    // if the gateway kept reading, the test would end here instead, failing the close check below
+    socket.setTimeout(3000, () => socket.destroy());
+    const started = performance.now();
+    let text = '';
+    socket.on('data', (chunk) => {
+      text += chunk.toString();
+    });
+    socket.write('POST /counter/echo/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 104857600\r\n\r\n');
+    socket.write(Buffer.alloc(64 * 1024));
+    await once(socket, 'close');
+    assert.ok(performance.now() - started < 2500, 'the gateway closed the connection');
+    assert.match(text, /^HTTP\/1\.1 401 /);
+    assert.match(text, /connection: close/i);
   });
 
   test('a write to a service that is not deployed still needs the token first', async () => {
