@@ -199,13 +199,15 @@ export function jobStore(pool: pg.Pool) {
      * Marks as interrupted every running job whose heartbeat is older than staleMs: the process
      * running it died or lost the database. Returns their ids.
      */
-    async markStale(staleMs: number): Promise<string[]> {
+    async markStale(staleMs: number, self: string): Promise<string[]> {
+      // a process never takes its own job for dead: a late heartbeat there means a busy event loop
       const { rows } = await query<{ id: string }>(
         `UPDATE import_jobs SET status = 'interrupted', finished_at = now(),
            message = 'The import stopped when the process running it went away; retry it to finish, nothing is imported twice'
          WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => $1::float8 / 1000)
+           AND owner IS DISTINCT FROM $2
          RETURNING id`,
-        [staleMs],
+        [staleMs, self],
       );
       return rows.map((row) => row.id);
     },

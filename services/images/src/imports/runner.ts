@@ -65,7 +65,7 @@ export class ImportRunner {
 
   /** Marks dead processes' jobs as interrupted; returns their ids. */
   async markStale(): Promise<string[]> {
-    const ids = await this.jobs.markStale(this.#settings.staleMs);
+    const ids = await this.jobs.markStale(this.#settings.staleMs, this.owner);
     for (const id of ids) this.#log.warn({ job: id }, 'import job interrupted: the process running it went away');
     return ids;
   }
