@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { prepareDatabase } from '../../services/jokes/src/setup.ts';
+import { cpuMicros } from '../lib/cpu.ts';
 import { closedLoop, type LoadResult } from '../lib/load.ts';
 import { fixedRate } from '../lib/paced.ts';
 import { expectAnswer } from '../lib/probe.ts';
@@ -204,6 +205,20 @@ async function matching(databaseUrl: string, word: string): Promise<number> {
   }
 }
 
+/** The server processes of the connections open on the database, the service's pool. */
+async function backends(databaseUrl: string): Promise<number[]> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query(
+      'SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()',
+    );
+    return rows.map((row) => row.pid as number);
+  } finally {
+    await client.end();
+  }
+}
+
 /** The Docker sample's page, whatever the count. */
 const SAMPLE_BODY = /^Hello World! I have been seen \d+ times\.\n$/;
 /** One joke as JSON. */
@@ -237,9 +252,10 @@ function row(label: string, runs: LoadResult[]): FigureRow {
 
 /**
  * The jokes targets, all through the gateway on 100,000 jokes: GET /jokes/random against GET / (the
- * Redis counter) in alternating order within each round, so their ratio compares runs made seconds
- * apart; then GET /jokes?q= for a word as specific as real searches are, and for a very common word
- * as information. Every run is closed loop at N connections, so p99 includes queueing at saturation.
+ * Redis counter) in alternating pairs of short runs, so their ratio compares runs made seconds
+ * apart; then GET /jokes?q= for a word as specific as real searches are, and for many such words and
+ * a very common one as information. Closed-loop runs at N connections, so p99 includes queueing at
+ * saturation; each run also reports the CPU per request of the service behind it.
  */
 export const jokesScenario: Scenario = {
   name: 'jokes',
@@ -284,26 +300,52 @@ export const jokesScenario: Scenario = {
     for (const target of targets) await expectAnswer(target.url, target.body);
 
     const connections = options.connections;
-    const load = async (target: Target, seconds: number, tag: string) => {
+    const service = (name: string) => ctx.stack.running.find((proc) => proc.spec.name === name)?.child.pid;
+    const counterPid = service('counter');
+    const jokesPid = service('jokes');
+    // CPU per request: the counter process (Redis is shared with other work, so left out), or the
+    // jokes process with the PostgreSQL backends it holds on the run's private database
+    const pids = async (target: Target) => {
+      if (target.key === 'counter') return counterPid ? [counterPid] : [];
+      return jokesPid ? [jokesPid, ...(await backends(database))] : [];
+    };
+    const cpu: Record<TargetKey, number[]> = { counter: [], random: [], search: [], mixed: [], common: [] };
+    const load = async (target: Target, seconds: number, tag: string, record = true) => {
+      const before = new Map<number, number>();
+      for (const pid of await pids(target)) before.set(pid, await cpuMicros(pid));
       const result = await closedLoop({ url: target.url, connections, seconds, path: target.path, signal });
-      log(describeRun(`${tag}  ${target.label}`, result));
+      let used = 0;
+      for (const pid of new Set([...before.keys(), ...(await pids(target))])) {
+        used += (await cpuMicros(pid)) - (before.get(pid) ?? 0);
+      }
+      const perRequest = used / Math.max(1, result.ok + result.non2xx);
+      if (record) {
+        runs[target.key].push(result);
+        cpu[target.key].push(perRequest);
+      }
+      log(`${describeRun(`${tag}  ${target.label}`, result)}  CPU ${perRequest.toFixed(1)} µs/req`);
       await sleep(PAUSE_MS);
       return result;
     };
-    if (options.warmupSeconds > 0) {
-      for (const target of targets) await load(target, options.warmupSeconds, 'warm-up ');
-    }
 
     const runs: Record<TargetKey, LoadResult[]> = { counter: [], random: [], search: [], mixed: [], common: [] };
     const fixed: LoadResult[] = [];
     const [counter, random, search, mixedWords, common] = targets as [Target, Target, Target, Target, Target];
+    if (options.warmupSeconds > 0) {
+      for (const target of targets) await load(target, options.warmupSeconds, 'warm-up ', false);
+    }
+    // the ratio from twice as many pairs, half as long: runs moments apart see the same machine,
+    // so it is less at the mercy of other work starting or stopping between its two halves
+    const pairs = options.rounds * 2;
+    const pairSeconds = Math.max(2, Math.round(options.seconds / 2));
     for (let round = 0; round < options.rounds; round++) {
       const tag = `round ${round + 1}/${options.rounds}`;
-      // alternating the order keeps drift on a shared machine from always favouring one side
-      const pair = round % 2 === 0 ? [counter, random] : [random, counter];
-      for (const target of [...pair, search, mixedWords, common]) {
-        runs[target.key].push(await load(target, options.seconds, tag));
+      for (let half = 0; half < 2; half++) {
+        // alternating the order keeps drift on a shared machine from always favouring one side
+        const order = half === 0 ? [counter, random] : [random, counter];
+        for (const target of order) await load(target, pairSeconds, `${tag} pair ${round * 2 + half + 1}/${pairs}`);
       }
+      for (const target of [search, mixedWords, common]) await load(target, options.seconds, tag);
       // the same search when the machine is not saturated: latency without the queueing
       const paced = await fixedRate({
         url: search.url,
@@ -321,12 +363,14 @@ export const jokesScenario: Scenario = {
       const base = runs.counter[i];
       return base ? r.rps / base.rps : Number.NaN;
     });
+    const micros = (key: TargetKey) => median(cpu[key]).toFixed(1);
     const summary = {
       randomOverCounter: median(ratios),
       searchP99: median(runs.search.map((r) => r.latency.p99)),
       mixedP99: median(runs.mixed.map((r) => r.latency.p99)),
       commonP99: median(runs.common.map((r) => r.latency.p99)),
       searchFixedP99: median(fixed.map((r) => r.latency.p99)),
+      cpuMicros: Object.fromEntries(Object.keys(cpu).map((key) => [key, median(cpu[key as TargetKey])])),
     };
 
     const at = `${connections} connections`;
@@ -347,6 +391,7 @@ export const jokesScenario: Scenario = {
     ];
     const rounds =
       options.rounds > 1 ? `median of ${options.rounds} rounds, ${options.seconds} s each` : `${options.seconds} s`;
+    const pairText = `median of ${pairs} alternating pairs, ${pairSeconds} s each`;
     for (const result of fixed) {
       if (result.rps < options.rate * 0.95) {
         notes.push(`A fixed-rate run reached only ${Math.round(result.rps)} of ${options.rate} req/s`);
@@ -357,9 +402,11 @@ export const jokesScenario: Scenario = {
     return {
       sections: [
         {
-          title: `GET /jokes/random against GET / through the gateway at ${at} (${rounds})`,
+          title: `GET /jokes/random against GET / through the gateway at ${at} (${pairText})`,
           rows: [row(counter.label, runs.counter), row(random.label, runs.random)],
-          footer: `random / GET /: ${summary.randomOverCounter.toFixed(2)} ×`,
+          footer:
+            `random / GET /: ${summary.randomOverCounter.toFixed(2)} ×; CPU per request: counter ${micros('counter')} µs ` +
+            `(Redis not counted), jokes with its PostgreSQL backends ${micros('random')} µs`,
         },
         {
           title: `GET /jokes?q= through the gateway at ${at}, 20 results a page (${rounds})`,
@@ -369,6 +416,9 @@ export const jokesScenario: Scenario = {
             row(common.label, runs.common),
             row(`${search.label} @${rate}`, fixed),
           ],
+          footer:
+            `jokes with its PostgreSQL backends, CPU per request: q=${SEARCH_WORD} ${micros('search')} µs, ` +
+            `one of ${MIXED_WORDS.length} words ${micros('mixed')} µs, q=${COMMON_WORD} ${micros('common')} µs`,
         },
       ],
       checks,
@@ -380,7 +430,8 @@ export const jokesScenario: Scenario = {
         matches,
         closedLoop: runs,
         fixedRate: { search: fixed },
-        perRound: { randomOverCounter: ratios },
+        perPair: { randomOverCounter: ratios },
+        cpuMicrosPerRequest: cpu,
         summary,
       },
     };
