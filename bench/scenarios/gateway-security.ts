@@ -1,8 +1,9 @@
 // The gateway-security target (issue 7): with auth, rate limiting (a limit no run reaches) and the
 // security headers on, GET / through the gateway keeps at least 90 % of the throughput it has with
 // all three off, in the same run. Two gateways of the scenario's own, identical but for those
-// switches, front the same counter and are loaded in alternating order; each one's CPU per request
-// is read from /proc/<pid>/stat, which other work on the machine does not skew as it skews req/s.
+// switches, front the same counter and are loaded in alternating order, a fresh pair of processes
+// for each pair of runs; each one's CPU per request is read from /proc/<pid>/stat, which other work
+// on the machine does not skew as much as it skews req/s.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -17,6 +18,8 @@ import { median } from '../lib/stats.ts';
 const PAUSE_MS = 500;
 
 type Key = 'off' | 'on';
+
+const LABELS: Record<Key, string> = { off: 'gateway, protections off', on: 'gateway, protections on' };
 
 interface Target {
   key: Key;
@@ -68,7 +71,7 @@ async function startTarget(ctx: BenchContext, key: Key, token: string): Promise<
   const port = new URL(url).port;
   const pid = ctx.stack.running.find((proc) => proc.spec.env.PORT === port)?.child.pid;
   if (!pid) throw new Error(`No process found for the gateway at ${url}`);
-  const label = key === 'on' ? 'gateway, protections on' : 'gateway, protections off';
+  const label = LABELS[key];
   ctx.log(`${label} ready at ${url}`);
   return { key, label, url, pid };
 }
@@ -110,21 +113,8 @@ export const gatewaySecurityScenario: Scenario = {
   async run(ctx: BenchContext): Promise<ScenarioReport> {
     const { options, signal, log } = ctx;
     const token = randomBytes(32).toString('hex');
-    const off = await startTarget(ctx, 'off', token);
-    const on = await startTarget(ctx, 'on', token);
-    await verify(on, off);
     const ticks = clockTicks();
-    const targets = [off, on];
     const connections = options.connections;
-
-    if (options.warmupSeconds > 0) {
-      for (const target of targets) {
-        const result = await closedLoop({ url: `${target.url}/`, connections, seconds: options.warmupSeconds, signal });
-        log(describeRun(`warm-up  ${target.label}`, result));
-        await sleep(PAUSE_MS);
-      }
-    }
-
     // twice as many pairs, half as long: runs moments apart see the same machine, so a ratio is
     // less at the mercy of other work starting or stopping between its two halves
     const pairs = options.rounds * 2;
@@ -132,7 +122,24 @@ export const gatewaySecurityScenario: Scenario = {
     const runs: Record<Key, LoadResult[]> = { off: [], on: [] };
     const cpu: Record<Key, number[]> = { off: [], on: [] };
     for (let pair = 0; pair < pairs; pair++) {
-      const order = pair % 2 === 0 ? targets : [...targets].reverse();
+      // a fresh pair of processes each time: two runs of the same gateway code differ by several
+      // microseconds per request from process to process, as much as the protections cost
+      const off = await startTarget(ctx, 'off', token);
+      const on = await startTarget(ctx, 'on', token);
+      if (pair === 0) await verify(on, off);
+      const order = pair % 2 === 0 ? [off, on] : [on, off];
+      if (options.warmupSeconds > 0) {
+        for (const target of order) {
+          const result = await closedLoop({
+            url: `${target.url}/`,
+            connections,
+            seconds: options.warmupSeconds,
+            signal,
+          });
+          log(describeRun(`warm-up ${pair + 1}/${pairs}  ${target.label}`, result));
+          await sleep(PAUSE_MS);
+        }
+      }
       for (const target of order) {
         const before = await cpuMicros(target.pid, ticks);
         const result = await closedLoop({ url: `${target.url}/`, connections, seconds, signal });
@@ -155,12 +162,12 @@ export const gatewaySecurityScenario: Scenario = {
       cpuAddedMicros: median(cpu.on.map((c, i) => c - (cpu.off[i] ?? Number.NaN))),
     };
     const all = [...runs.off, ...runs.on];
-    const runsText = `median of ${pairs} alternating pairs, ${seconds} s each`;
+    const runsText = `median of ${pairs} alternating pairs of fresh processes, ${seconds} s each`;
     return {
       sections: [
         {
           title: `GET / through the gateway at ${connections} connections (${runsText})`,
-          rows: [row(off.label, runs.off), row(on.label, runs.on)],
+          rows: [row(LABELS.off, runs.off), row(LABELS.on, runs.on)],
           footer:
             `on / off: ${summary.onOverOff.toFixed(2)} ×; gateway CPU per request: off ${summary.cpuOffMicros.toFixed(1)} µs, ` +
             `on ${summary.cpuOnMicros.toFixed(1)} µs (${summary.cpuAddedMicros >= 0 ? '+' : ''}${summary.cpuAddedMicros.toFixed(1)} µs)`,

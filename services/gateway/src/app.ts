@@ -1,16 +1,16 @@
-import { createService } from '@berth/service-kit';
-import type { FastifyInstance } from 'fastify';
+import { createService, type HttpError } from '@berth/service-kit';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
-import { requireTokenForWrites } from './auth.ts';
+import { tokenCheck } from './auth.ts';
 import { CircuitBreaker as Breaker, type CircuitBreaker } from './breaker.ts';
 import { type GatewayConfig, type Upstream, upstreams } from './config.ts';
 import { allowOrigins, parseOrigins } from './cors.ts';
 import {
   bodyLimits,
-  checkRequestTarget,
   checkTimeouts,
   clientErrorHandler,
   frameworkErrorHandler,
+  requestTargetError,
   serverOptions,
 } from './limits.ts';
 import { createRateLimiting } from './rate-limit.ts';
@@ -26,6 +26,23 @@ export interface GatewayDeps {
   tokens?: string[];
   /** Where rate-limit counts are shared between replicas; without it each process counts alone. */
   redis?: Redis;
+}
+
+/** A check a forwarded request must pass: the error to answer with, or nothing. */
+type Check = (request: FastifyRequest, reply: FastifyReply) => HttpError | undefined;
+
+/** One onRequest hook for the checks that are on (fewer hooks, less per request), or none. */
+function guardHook(checks: Check[]) {
+  const [first, second] = checks;
+  if (!first) return undefined;
+  if (!second) {
+    return function guard(request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) {
+      done(first(request, reply));
+    };
+  }
+  return function guard(request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) {
+    done(first(request, reply) ?? second(request, reply));
+  };
 }
 
 function circuitBreakers(app: FastifyInstance, config: GatewayConfig) {
@@ -60,6 +77,7 @@ export function buildApp(config: GatewayConfig, deps: GatewayDeps = {}) {
   const checker = config.AUTH_ENABLED ? new TokenChecker(deps.tokens ?? []) : undefined;
   const list = upstreams(config);
   let headersForRawAnswers = (): Record<string, string> => ({});
+  const maxUrlBytes = config.MAX_URL_BYTES;
   const app = createService({
     name: 'gateway',
     logLevel: config.LOG_LEVEL,
@@ -73,8 +91,12 @@ export function buildApp(config: GatewayConfig, deps: GatewayDeps = {}) {
       frameworkErrors: frameworkErrorHandler(() => headersForRawAnswers()),
     },
   });
-  if (config.SECURITY_HEADERS_ENABLED) headersForRawAnswers = securityHeaders(app);
-  app.addHook('onRequest', checkRequestTarget(config.MAX_URL_BYTES));
+  const headers = config.SECURITY_HEADERS_ENABLED ? securityHeaders(app) : undefined;
+  if (headers) headersForRawAnswers = headers.read;
+  app.addHook('onRequest', function firstChecks(request, reply, done) {
+    headers?.apply(reply);
+    done(requestTargetError(request.url, maxUrlBytes));
+  });
   allowOrigins(app, origins);
 
   const rateLimiting = config.RATE_LIMIT_ENABLED
@@ -97,11 +119,14 @@ export function buildApp(config: GatewayConfig, deps: GatewayDeps = {}) {
     });
   }
 
-  const tokenCheck = checker ? requireTokenForWrites(checker) : undefined;
+  // the rate limit first, so token guesses are limited too
+  const checks: Check[] = [];
+  if (rateLimiting) checks.push(rateLimiting.check);
+  if (checker) checks.push(tokenCheck(checker));
+  const guard = guardHook(checks);
   proxyRoutes(app, list, config, {
     guard(scope) {
-      rateLimiting?.limit(scope);
-      if (tokenCheck) scope.addHook('onRequest', tokenCheck);
+      if (guard) scope.addHook('onRequest', guard);
     },
     breakerFor: circuitBreakers(app, config),
     bodyLimit: bodyLimits(config),

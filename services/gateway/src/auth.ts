@@ -1,65 +1,47 @@
-import { httpError } from '@berth/service-kit';
+import { type HttpError, httpError } from '@berth/service-kit';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { closeIfBodyFollows } from './limits.ts';
 import type { TokenChecker } from './tokens.ts';
 
 const WRITES = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
-
-/**
- * A refused request may still be sending its body; closing the connection after the answer keeps
- * the server from reading (and discarding) an upload nobody asked for.
- */
-export function closeIfBodyFollows(request: FastifyRequest, reply: FastifyReply) {
-  const headers = request.headers;
-  if (headers['transfer-encoding'] !== undefined || (headers['content-length'] ?? '0') !== '0') {
-    reply.header('connection', 'close');
-  }
-}
 const BEARER = /^Bearer +([^\s]+) *$/i;
 const CHALLENGE = 'Bearer realm="berth"';
 
+/** 401 with a Bearer challenge: there is no token to check. */
+function tokenRequired(request: FastifyRequest, reply: FastifyReply, message: string): HttpError {
+  closeIfBodyFollows(request, reply);
+  reply.header('www-authenticate', CHALLENGE);
+  return httpError(401, 'TOKEN_REQUIRED', message);
+}
+
 /**
- * An onRequest hook: reads pass, writes need "Authorization: Bearer <token>" with a token the checker
- * accepts. 401 (with a Bearer challenge) when there is no usable token, 403 when it is not accepted.
+ * The token check for writes: reads pass, POST, PUT, PATCH and DELETE need "Authorization: Bearer
+ * <token>" with a token the checker accepts. Returns the 401 when there is no usable token, the 403
+ * when it is not accepted, nothing when the request may go on.
  */
-export function requireTokenForWrites(checker: TokenChecker) {
-  return function checkToken(request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) {
-    if (!WRITES.has(request.method)) {
-      done();
-      return;
-    }
+export function tokenCheck(checker: TokenChecker) {
+  return function checkToken(request: FastifyRequest, reply: FastifyReply): HttpError | undefined {
+    if (!WRITES.has(request.method)) return undefined;
     const header = request.headers.authorization;
     if (header === undefined || header === '') {
-      closeIfBodyFollows(request, reply);
-      reply.header('www-authenticate', CHALLENGE);
-      done(
-        httpError(
-          401,
-          'TOKEN_REQUIRED',
-          `${request.method} needs an API token: send "Authorization: Bearer <token>" with a token from the gateway's API_TOKENS`,
-        ),
+      return tokenRequired(
+        request,
+        reply,
+        `${request.method} needs an API token: send "Authorization: Bearer <token>" with a token from the gateway's API_TOKENS`,
       );
-      return;
     }
     const match = BEARER.exec(header);
     if (!match) {
       const scheme = (header.split(' ', 1)[0] as string).slice(0, 20);
       const problem = /^bearer$/i.test(scheme) ? 'has no token after "Bearer"' : `uses the "${scheme}" scheme`;
-      closeIfBodyFollows(request, reply);
-      reply.header('www-authenticate', CHALLENGE);
-      done(httpError(401, 'TOKEN_REQUIRED', `Authorization ${problem}; send "Authorization: Bearer <token>"`));
-      return;
+      return tokenRequired(request, reply, `Authorization ${problem}; send "Authorization: Bearer <token>"`);
     }
-    if (!checker.accepts(match[1] as string)) {
-      closeIfBodyFollows(request, reply);
-      done(
-        httpError(
-          403,
-          'TOKEN_REJECTED',
-          "The API token is not one the gateway accepts; send a token from the gateway's API_TOKENS",
-        ),
-      );
-      return;
-    }
-    done();
+    if (checker.accepts(match[1] as string)) return undefined;
+    closeIfBodyFollows(request, reply);
+    return httpError(
+      403,
+      'TOKEN_REJECTED',
+      "The API token is not one the gateway accepts; send a token from the gateway's API_TOKENS",
+    );
   };
 }

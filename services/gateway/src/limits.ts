@@ -53,28 +53,34 @@ export function hasDotSegment(path: string): boolean {
     .some((segment) => segment === '..' || segment === '.');
 }
 
-/** An onRequest hook: refuses over-long URLs (414) and paths that could climb out of their prefix (400). */
-export function checkRequestTarget(maxUrlBytes: number) {
-  return function checkTarget(request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void) {
-    const url = request.url;
-    if (url.length > maxUrlBytes) {
-      done(
-        httpError(
-          414,
-          'URL_TOO_LONG',
-          `The URL has ${url.length} bytes, more than the ${maxUrlBytes} allowed; send long input in a request body`,
-        ),
-      );
-      return;
-    }
-    if (hasDotSegment(url)) {
-      done(
-        httpError(400, 'INVALID_PATH', `Path "${url.slice(0, 200)}" has a "." or ".." segment; send the resolved path`),
-      );
-      return;
-    }
-    done();
-  };
+/** Refuses over-long URLs (414) and paths that could climb out of their prefix (400). */
+export function requestTargetError(url: string, maxUrlBytes: number): HttpError | undefined {
+  if (url.length > maxUrlBytes) {
+    return httpError(
+      414,
+      'URL_TOO_LONG',
+      `The URL has ${url.length} bytes, more than the ${maxUrlBytes} allowed; send long input in a request body`,
+    );
+  }
+  if (hasDotSegment(url)) {
+    return httpError(
+      400,
+      'INVALID_PATH',
+      `Path "${url.slice(0, 200)}" has a "." or ".." segment; send the resolved path`,
+    );
+  }
+  return undefined;
+}
+
+/**
+ * A refused request may still be sending its body; closing the connection after the answer keeps
+ * the server from reading (and discarding) an upload nobody asked for.
+ */
+export function closeIfBodyFollows(request: FastifyRequest, reply: FastifyReply) {
+  const headers = request.headers;
+  if (headers['transfer-encoding'] !== undefined || (headers['content-length'] ?? '0') !== '0') {
+    reply.header('connection', 'close');
+  }
 }
 
 /** A body limit and what it is for, for the 413 message. */

@@ -49,7 +49,7 @@ export interface StoreOptions {
  * the counts stay local (each replica limits on its own) and are sent when it returns.
  *
  * It implements @fastify/rate-limit's store interface (incr, child), so it can back that plugin's
- * route-level limits too; the gateway's own check calls hit() directly.
+ * route-level limits too; the gateway's own check calls count() directly.
  */
 export class BatchedRedisStore {
   readonly #entries = new Map<string, Entry>();
@@ -69,8 +69,8 @@ export class BatchedRedisStore {
     }
   }
 
-  /** Counts one request for key and returns the count so far in this window. */
-  hit(key: string, now = Date.now()): Hit {
+  /** Counts one request for key and returns the count so far in this window (no allocation: it runs per request). */
+  count(key: string, now: number): number {
     const windowMs = this.#options.windowMs;
     const window = now - (now % windowMs);
     let entry = this.#entries.get(key);
@@ -89,7 +89,18 @@ export class BatchedRedisStore {
       entry.queued = true;
       this.#batch.push(entry);
     }
-    return { current: entry.counted + entry.sending + entry.pending, ttl: window + windowMs - now };
+    return entry.counted + entry.sending + entry.pending;
+  }
+
+  /** Milliseconds from now until the current window ends and every count starts again. */
+  resetInMs(now: number): number {
+    const windowMs = this.#options.windowMs;
+    return windowMs - (now % windowMs);
+  }
+
+  /** Counts one request for key: the count so far and the time until the window resets. */
+  hit(key: string, now = Date.now()): Hit {
+    return { current: this.count(key, now), ttl: this.resetInMs(now) };
   }
 
   /** @fastify/rate-limit's store interface. */

@@ -1,8 +1,8 @@
-import { httpError } from '@berth/service-kit';
+import { type HttpError, httpError } from '@berth/service-kit';
 import { normalizeIP } from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { closeIfBodyFollows } from './auth.ts';
 import type { GatewayConfig } from './config.ts';
+import { closeIfBodyFollows } from './limits.ts';
 import { BatchedRedisStore, type StoreOptions } from './rate-limit-store.ts';
 
 /** The name the IETF RateLimit headers give the gateway's one policy. */
@@ -11,8 +11,8 @@ const POLICY = 'per-client';
 /** What the gateway needs to rate-limit its routes. */
 export interface RateLimiting {
   store: BatchedRedisStore;
-  /** Registers the onRequest hook that limits a scope's routes; call inside the scope. */
-  limit(scope: FastifyInstance): void;
+  /** Counts the request and sets the rate-limit headers; returns the 429 when the client is over its limit. */
+  check(request: FastifyRequest, reply: FastifyReply): HttpError | undefined;
 }
 
 /**
@@ -40,31 +40,25 @@ export function createRateLimiting(
   const windowSeconds = Math.ceil(config.RATE_LIMIT_WINDOW_MS / 1000);
   const policy = `"${POLICY}";q=${max};w=${windowSeconds}`;
 
-  function limitRate(request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) {
-    const hit = store.hit(normalizeIP(request.ip));
-    const reset = Math.ceil(hit.ttl / 1000);
-    const exceeded = hit.current > max;
-    reply.header('ratelimit-policy', policy);
-    reply.header('ratelimit', `"${POLICY}";r=${exceeded ? 0 : max - hit.current};t=${reset}`);
-    if (!exceeded) {
-      done();
-      return;
-    }
-    reply.header('retry-after', String(reset));
-    closeIfBodyFollows(request, reply);
-    done(
-      httpError(
-        429,
-        'RATE_LIMITED',
-        `Too many requests from "${request.ip}": the limit is ${max} per ${windowSeconds} s; retry in ${reset} s`,
-      ),
-    );
-  }
-
   return {
     store,
-    limit(scope) {
-      scope.addHook('onRequest', limitRate);
+    check(request, reply) {
+      const ip = request.ip;
+      // IPv4 addresses are their own key; only IPv6 needs normalising (to its /64)
+      const now = Date.now();
+      const current = store.count(ip.includes(':') ? normalizeIP(ip) : ip, now);
+      const reset = Math.ceil(store.resetInMs(now) / 1000);
+      const exceeded = current > max;
+      reply.header('ratelimit-policy', policy);
+      reply.header('ratelimit', `"${POLICY}";r=${exceeded ? 0 : max - current};t=${reset}`);
+      if (!exceeded) return undefined;
+      reply.header('retry-after', String(reset));
+      closeIfBodyFollows(request, reply);
+      return httpError(
+        429,
+        'RATE_LIMITED',
+        `Too many requests from "${ip}": the limit is ${max} per ${windowSeconds} s; retry in ${reset} s`,
+      );
     },
   };
 }

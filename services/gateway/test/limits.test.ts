@@ -88,7 +88,8 @@ function expectSecurityHeaders(headers: Record<string, unknown>, what: string) {
   assert.equal(headers['x-content-type-options'], 'nosniff', `${what}: x-content-type-options`);
   assert.equal(headers['content-security-policy'], "default-src 'none';frame-ancestors 'none'", `${what}: CSP`);
   assert.ok(headers['strict-transport-security'], `${what}: strict-transport-security`);
-  assert.equal(headers['x-frame-options'], 'SAMEORIGIN', `${what}: x-frame-options`);
+  assert.equal(headers['x-frame-options'], 'DENY', `${what}: x-frame-options`);
+  assert.equal(headers['x-xss-protection'], undefined, `${what}: no headers only HTML pages or old browsers use`);
 }
 
 describe('request limits and timeouts', () => {
