@@ -16,15 +16,15 @@ function clockTicks(): number {
 }
 
 /**
- * User plus system CPU a process has used so far, in microseconds; 0 for a process that is gone.
+ * User plus system CPU a process has used so far, in microseconds; undefined once it is gone.
  * CPU per request is less at the mercy of other work on the machine than requests per second.
  */
-export async function cpuMicros(pid: number): Promise<number> {
+export async function cpuMicros(pid: number): Promise<number | undefined> {
   let stat: string;
   try {
     stat = await readFile(`/proc/${pid}/stat`, 'utf8');
   } catch {
-    return 0;
+    return undefined;
   }
   // the fields after the command name, which may itself hold spaces and parentheses
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');

@@ -311,12 +311,14 @@ export const jokesScenario: Scenario = {
     };
     const cpu: Record<TargetKey, number[]> = { counter: [], random: [], search: [], mixed: [], common: [] };
     const load = async (target: Target, seconds: number, tag: string, record = true) => {
-      const before = new Map<number, number>();
+      const before = new Map<number, number | undefined>();
       for (const pid of await pids(target)) before.set(pid, await cpuMicros(pid));
       const result = await closedLoop({ url: target.url, connections, seconds, path: target.path, signal });
       let used = 0;
       for (const pid of new Set([...before.keys(), ...(await pids(target))])) {
-        used += (await cpuMicros(pid)) - (before.get(pid) ?? 0);
+        // a pool connection that closed during the run was idle; one that opened counts in full
+        const now = await cpuMicros(pid);
+        if (now !== undefined) used += now - (before.get(pid) ?? 0);
       }
       const perRequest = used / Math.max(1, result.ok + result.non2xx);
       if (record) {
