@@ -45,9 +45,9 @@ function guardHook(checks: Check[]) {
   };
 }
 
+/** A breaker per upstream that logs when its circuit opens and closes; none when CIRCUIT_FAILURES is 0. */
 function circuitBreakers(app: FastifyInstance, config: GatewayConfig) {
-  const breakers = new Map<string, CircuitBreaker>();
-  return (upstream: Upstream) => {
+  return (upstream: Upstream): CircuitBreaker | undefined => {
     if (config.CIRCUIT_FAILURES === 0) return undefined;
     const breaker = new Breaker({
       failures: config.CIRCUIT_FAILURES,
@@ -59,7 +59,6 @@ function circuitBreakers(app: FastifyInstance, config: GatewayConfig) {
         } else app.log.info(where, `circuit to ${upstream.name} ${state}`);
       },
     });
-    breakers.set(upstream.name, breaker);
     return breaker;
   };
 }
