@@ -290,7 +290,7 @@ describe('scripts/lib/compose.ts', () => {
     assert.equal(byName.gateway?.env.COUNTER_URL, 'http://127.0.0.1:3001');
     assert.equal(byName.gateway?.env.JOKES_URL, 'http://127.0.0.1:3002');
     assert.equal(byName.gateway?.env.IMAGES_URL, 'http://127.0.0.1:3003');
-    assert.deepEqual(byName.gateway?.dependsOn, ['counter', 'jokes', 'images']);
+    assert.deepEqual(byName.gateway?.dependsOn, ['counter', 'jokes', 'images', 'gateway-secret']);
     assert.deepEqual(byName.jokes?.conditions, { 'jokes-migrate': 'service_completed_successfully' });
     // natively the local superuser, trusted on loopback, and no container secret file
     assert.equal(byName.jokes?.env.DATABASE_URL, 'postgres://postgres@127.0.0.1:5432/ms3_jokes');
