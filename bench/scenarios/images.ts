@@ -9,9 +9,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { withDatabase } from '@berth/service-kit';
+import { dropDatabase, withDatabase } from '@berth/service-kit';
 import autocannon, { type Options } from 'autocannon';
-import pg from 'pg';
 import { encodePng } from '../../services/images/src/formats/index.ts';
 import { prepareDatabase } from '../../services/images/src/setup.ts';
 import type { LoadResult } from '../lib/load.ts';
@@ -118,13 +117,7 @@ export async function prepareImagesBench(serverUrl: string): Promise<ImagesBench
     env: { DATABASE_URL: url, IMAGES_DIR: dir, NODE_OPTIONS: IMAGES_NODE_OPTIONS },
     async cleanup() {
       await rm(dir, { recursive: true, force: true });
-      const client = new pg.Client({ connectionString: withDatabase(serverUrl, 'postgres') });
-      await client.connect();
-      try {
-        await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)} WITH (FORCE)`);
-      } finally {
-        await client.end();
-      }
+      await dropDatabase(url);
     },
   };
 }

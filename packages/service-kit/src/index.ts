@@ -14,6 +14,7 @@ export { loggerOptions, QuietRequestLog, requestId } from './logger.ts';
 export { registerMetrics } from './metrics.ts';
 export {
   databaseName,
+  dropDatabase,
   ensureDatabase,
   type MigrateOptions,
   type MigrateResult,

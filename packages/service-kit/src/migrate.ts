@@ -78,6 +78,14 @@ export async function retryWhileUnavailable<T>(
   }
 }
 
+/** Drops the database the URL names, if it exists; FORCE ends sessions still connected to it. */
+export async function dropDatabase(databaseUrl: string): Promise<void> {
+  const name = databaseName(databaseUrl);
+  await withClient(withDatabase(databaseUrl, 'postgres'), async (client) => {
+    await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)} WITH (FORCE)`);
+  });
+}
+
 /**
  * Creates the database when it is missing. Safe when several processes race: the loser's
  * "already exists" is taken as success. Returns true when this call created it.

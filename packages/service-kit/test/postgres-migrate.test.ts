@@ -6,7 +6,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import pg from 'pg';
-import { databaseName, ensureDatabase, migrateDatabase, redactUrl, runMigrations, withDatabase } from '../src/index.ts';
+import {
+  databaseName,
+  dropDatabase,
+  ensureDatabase,
+  migrateDatabase,
+  redactUrl,
+  runMigrations,
+  withDatabase,
+} from '../src/index.ts';
 
 const SERVER_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const databases: string[] = [];
@@ -37,7 +45,7 @@ async function query<T extends pg.QueryResultRow>(url: string, text: string): Pr
 
 after(async () => {
   for (const url of databases) {
-    await query(SERVER_URL, `DROP DATABASE IF EXISTS "${databaseName(url)}" WITH (FORCE)`);
+    await dropDatabase(url);
   }
   for (const dir of folders) await rm(dir, { recursive: true, force: true });
 });

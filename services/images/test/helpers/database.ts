@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { withDatabase } from '@berth/service-kit';
+import { dropDatabase, withDatabase } from '@berth/service-kit';
 import pg from 'pg';
 import { prepareDatabase } from '../../src/setup.ts';
 
@@ -19,18 +19,6 @@ export interface TestDatabase {
 /** A fresh unique database name, e.g. images_test_4242_9f3a1c0d. */
 export function uniqueName(prefix = 'images_test'): string {
   return `${prefix}_${process.pid}_${randomBytes(4).toString('hex')}`;
-}
-
-/** Drops a database on the server the URL points at (FORCE ends sessions still connected). */
-export async function dropDatabase(url: string): Promise<void> {
-  const name = decodeURIComponent(new URL(url).pathname.slice(1));
-  const client = new pg.Client({ connectionString: withDatabase(url, 'postgres') });
-  await client.connect();
-  try {
-    await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)} WITH (FORCE)`);
-  } finally {
-    await client.end();
-  }
 }
 
 /** Runs one statement on a database through a short-lived connection. */
@@ -56,3 +44,5 @@ export async function createTestDatabase(server = SERVER_URL): Promise<TestDatab
     drop: () => dropDatabase(url),
   };
 }
+
+export { dropDatabase };

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { withDatabase } from '@berth/service-kit';
-import pg from 'pg';
+import { dropDatabase, withDatabase } from '@berth/service-kit';
 import { prepareDatabase } from '../../src/setup.ts';
 
 /** The shared local server; tests only ever create and drop their own databases on it. */
@@ -19,18 +18,6 @@ export function uniqueName(prefix = 'jokes_test'): string {
   return `${prefix}_${process.pid}_${randomBytes(4).toString('hex')}`;
 }
 
-/** Drops a database on the server the URL points at (FORCE ends sessions still connected). */
-export async function dropDatabase(url: string): Promise<void> {
-  const name = decodeURIComponent(new URL(url).pathname.slice(1));
-  const client = new pg.Client({ connectionString: withDatabase(url, 'postgres') });
-  await client.connect();
-  try {
-    await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)} WITH (FORCE)`);
-  } finally {
-    await client.end();
-  }
-}
-
 /** Creates, migrates and (unless told not to) seeds a database for one test file. */
 export async function createTestDatabase(options: { seed?: boolean } = {}): Promise<TestDatabase> {
   const name = uniqueName();
@@ -38,3 +25,5 @@ export async function createTestDatabase(options: { seed?: boolean } = {}): Prom
   await prepareDatabase(url, { seed: options.seed ?? true });
   return { name, url, drop: () => dropDatabase(url) };
 }
+
+export { dropDatabase };
