@@ -1,5 +1,6 @@
 // npm run bench: starts its own stack on free ports, loads it, prints the figures against the issue's
 // targets and writes bench/results/<date>.json. Usage: npm run bench -- --help
+import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { databaseName } from '@berth/service-kit';
 import { readOptions } from './lib/options.ts';
@@ -10,6 +11,7 @@ import { commit, cpuBusy, machine, writeResults } from './lib/results.ts';
 import type { BenchContext, ScenarioReport } from './lib/scenario.ts';
 import { type StackUrls, startGateway, startService, type UpstreamName } from './lib/services.ts';
 import { describeTail, Stack } from './lib/stack.ts';
+import { type ImagesBenchState, prepareImagesBench } from './scenarios/images.ts';
 import { scenarios } from './scenarios/index.ts';
 import { BENCH_JOKES, loadJokes } from './scenarios/jokes.ts';
 
@@ -23,7 +25,11 @@ const cannon = createRequire(import.meta.url)('autocannon/package.json') as { ve
 
 const startedAt = new Date();
 const keyPrefix = runKeyPrefix();
+/** The token this run's writes carry through the gateway. */
+const apiToken = randomBytes(32).toString('hex');
 const stack = new Stack();
+/** The images service's private database and IMAGES_DIR, when a scenario needs it. */
+let imagesState: ImagesBenchState | undefined;
 /** Private databases of this run, by the service that uses them; all dropped at the end. */
 const databaseUrls: Partial<Record<UpstreamName, string>> = {};
 const controller = new AbortController();
@@ -43,6 +49,8 @@ function serviceEnv(name: UpstreamName): Record<string, string> {
       return { REDIS_URL: options.redisUrl, REDIS_KEY_PREFIX: keyPrefix };
     case 'jokes':
       return { DATABASE_URL: databaseUrls.jokes ?? '' };
+    case 'images':
+      return imagesState?.env ?? {};
     default:
       throw new Error(`No benchmark settings for the ${name} service yet; add them to serviceEnv in bench/run.ts`);
   }
@@ -55,6 +63,7 @@ function serviceEnv(name: UpstreamName): Record<string, string> {
 function gatewayEnv(): Record<string, string> {
   return {
     REDIS_URL: options.redisUrl,
+    API_TOKENS: apiToken,
     RATE_LIMIT_MAX: '1000000000',
     RATE_LIMIT_KEY_PREFIX: `${keyPrefix}ratelimit:`,
   };
@@ -62,6 +71,11 @@ function gatewayEnv(): Record<string, string> {
 
 /** Creates the private database a service works on, with its schema and data, before it starts. */
 async function prepareData(name: UpstreamName): Promise<void> {
+  if (name === 'images') {
+    imagesState = await prepareImagesBench(options.databaseUrl);
+    log(`images database ${databaseName(imagesState.env.DATABASE_URL)}, IMAGES_DIR ${imagesState.env.IMAGES_DIR}`);
+    return;
+  }
   if (name !== 'jokes') return;
   // recorded first, so a load that fails half-way is still dropped
   databaseUrls.jokes = privateDatabaseUrl(options.databaseUrl, 'bench_jokes');
@@ -102,7 +116,16 @@ async function main(): Promise<number> {
     `CPU busy before the run: ${Math.round(busy * 100)} %${busy > 0.25 ? ', other work is running: expect noise' : ''}\n`,
   );
   const urls = await startStack();
-  const ctx: BenchContext = { options, stack, urls, databaseUrls, keyPrefix, signal: controller.signal, log };
+  const ctx: BenchContext = {
+    options,
+    stack,
+    urls,
+    databaseUrls,
+    keyPrefix,
+    apiToken,
+    signal: controller.signal,
+    log,
+  };
 
   const reports: Record<string, ScenarioReport> = {};
   for (const scenario of selected) {
@@ -164,6 +187,9 @@ try {
   await stack.stop();
   await removeKeys(options.redisUrl, keyPrefix).catch((err: Error) => {
     console.error(`Could not remove the Redis keys under "${keyPrefix}": ${err.message}`);
+  });
+  await imagesState?.cleanup().catch((err: Error) => {
+    console.error(`Could not remove the images benchmark's database and folder: ${err.message}`);
   });
   for (const url of Object.values(databaseUrls)) {
     await dropDatabase(url).catch((err: Error) => {

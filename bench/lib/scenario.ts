@@ -13,6 +13,8 @@ export interface BenchContext {
   databaseUrls: Partial<Record<UpstreamName, string>>;
   /** Redis key prefix of this run; removed at the end. Scenarios add their own suffix. */
   keyPrefix: string;
+  /** A token the gateway accepts for writes (its API_TOKENS). */
+  apiToken: string;
   /** Aborted on Ctrl-C; pass it to every load run. */
   signal: AbortSignal;
   /** Prints a progress line. */

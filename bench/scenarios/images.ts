@@ -1,9 +1,7 @@
 // The images service's targets (issue 4), through the gateway:
 //   import of a 60,000-image 28x28 IDX set >= 2,000 images/s, images RSS < 300 MB throughout;
 //   single uploads at 16 concurrent >= 500 images/s; GET /images/:id/file >= 0.7 x GET /.
-// Standalone: node bench/scenarios/images.ts (a private database, a temp IMAGES_DIR, images,
-// counter and gateway on free ports). BENCH_IMAGES, BENCH_DURATION and BENCH_CONNECTIONS tune it.
-import { randomBytes } from 'node:crypto';
+// Part of npm run bench (alone: npm run bench -- --only images); BENCH_IMAGES sets the import size.
 import { openAsBlob } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,10 +12,7 @@ import autocannon, { type Options } from 'autocannon';
 import { encodePng } from '../../services/images/src/formats/index.ts';
 import { prepareDatabase } from '../../services/images/src/setup.ts';
 import type { LoadResult } from '../lib/load.ts';
-import { removeKeys, runKeyPrefix } from '../lib/redis.ts';
 import { type BenchContext, type Check, check, type Scenario, type ScenarioReport } from '../lib/scenario.ts';
-import { startService } from '../lib/services.ts';
-import { Stack } from '../lib/stack.ts';
 import { Samples } from '../lib/stats.ts';
 
 /** How many images the import target is stated for. */
@@ -471,65 +466,9 @@ export const imagesScenario: Scenario = {
       images: Number(process.env.BENCH_IMAGES ?? BENCH_IMAGES),
       seconds: ctx.options.seconds,
       connections: ctx.options.connections,
-      token: (ctx as { apiToken?: string }).apiToken ?? process.env.BERTH_TOKEN,
+      token: ctx.apiToken,
       signal: ctx.signal,
       log: ctx.log,
     });
   },
 };
-
-async function main() {
-  const server = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-  const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-  const keyPrefix = runKeyPrefix();
-  const token = randomBytes(24).toString('hex');
-  const stack = new Stack();
-  const state = await prepareImagesBench(server);
-  const log = (text: string) => process.stdout.write(`${text}\n`);
-  try {
-    const urls: Record<string, string> = {};
-    urls.images = await startService(stack, 'images', state.env);
-    let haveCounter = true;
-    try {
-      urls.counter = await startService(stack, 'counter', { REDIS_URL: redisUrl, REDIS_KEY_PREFIX: keyPrefix });
-    } catch (err) {
-      haveCounter = false;
-      log(`counter not started (${(err as Error).message.split('\n')[0]}); GET / comparison left out`);
-    }
-    // writes need a token; the rate limit would cap the load runs, which measure the services
-    urls.gateway = await startService(stack, 'gateway', {
-      COUNTER_URL: urls.counter ?? '',
-      JOKES_URL: '',
-      IMAGES_URL: urls.images,
-      API_TOKENS: token,
-      RATE_LIMIT_ENABLED: 'false',
-    });
-    log(`images ${urls.images}, gateway ${urls.gateway}`);
-    const images = stack.running.find((proc) => proc.spec.name === 'images');
-    const report = await runImagesBench({
-      gatewayUrl: urls.gateway,
-      pid: images?.child.pid,
-      haveCounter,
-      images: Number(process.env.BENCH_IMAGES ?? BENCH_IMAGES),
-      seconds: Number(process.env.BENCH_DURATION ?? 10),
-      connections: Number(process.env.BENCH_CONNECTIONS ?? 50),
-      token,
-      log,
-    });
-    log('');
-    for (const c of report.checks) {
-      log(`${c.name.padEnd(34)} ${Number.isNaN(c.value) ? '-' : c.value.toFixed(2)} ${c.op} ${c.target}  ${c.status}`);
-    }
-    for (const note of report.notes) log(`note: ${note}`);
-    for (const proc of stack.running) {
-      if (proc.lines > 0)
-        log(`${proc.spec.name} wrote ${proc.lines} lines at warn or above; last: ${proc.tail.at(-1)}`);
-    }
-  } finally {
-    await stack.stop();
-    await state.cleanup();
-    await removeKeys(redisUrl, keyPrefix).catch(() => 0);
-  }
-}
-
-if (import.meta.main) await main();
