@@ -151,28 +151,32 @@ async function main(): Promise<number> {
   }
 
   const clean = crashed.length === 0 && Object.values(reports).every((r) => r.clean);
-  const file = await writeResults(startedAt, {
-    date: startedAt.toISOString(),
-    commit: measured,
-    machine: host,
-    config: {
-      loadTool: `autocannon ${cannon.version} (closed loop); open-loop node:http pacer (fixed rate)`,
-      connections: options.connections,
-      seconds: options.seconds,
-      warmupSeconds: options.warmupSeconds,
-      rounds: options.rounds,
-      fixedRate: options.rate,
-      scenarios: selected.map((s) => s.name),
+  const file = await writeResults(
+    startedAt,
+    {
+      date: startedAt.toISOString(),
+      commit: measured,
+      machine: host,
+      config: {
+        loadTool: `autocannon ${cannon.version} (closed loop); open-loop node:http pacer (fixed rate)`,
+        connections: options.connections,
+        seconds: options.seconds,
+        warmupSeconds: options.warmupSeconds,
+        rounds: options.rounds,
+        fixedRate: options.rate,
+        scenarios: selected.map((s) => s.name),
+      },
+      clean,
+      cpuBusyBeforeRun: busy,
+      scenarios: Object.fromEntries(
+        Object.entries(reports).map(([name, r]) => [
+          name,
+          { checks: r.checks, notes: r.notes, clean: r.clean, ...r.data },
+        ]),
+      ),
     },
-    clean,
-    cpuBusyBeforeRun: busy,
-    scenarios: Object.fromEntries(
-      Object.entries(reports).map(([name, r]) => [
-        name,
-        { checks: r.checks, notes: r.notes, clean: r.clean, ...r.data },
-      ]),
-    ),
-  });
+    options.only,
+  );
   log(`\nResults written to ${file}`);
   return clean ? 0 : 1;
 }

@@ -47,11 +47,13 @@ export function commit(): string {
   }
 }
 
-/** Writes bench/results/<YYYY-MM-DD>.json (UTC date; a later run the same day replaces it) and returns its path. */
-export async function writeResults(startedAt: Date, data: unknown): Promise<string> {
+/** Writes bench/results/<YYYY-MM-DD>.json (UTC date; a later full run the same day replaces it), or <date>-<scenarios>.json for a partial run, and returns its path. */
+export async function writeResults(startedAt: Date, data: unknown, only: string[] = []): Promise<string> {
   const dir = `${ROOT}bench/results`;
   await mkdir(dir, { recursive: true });
-  const file = `${dir}/${startedAt.toISOString().slice(0, 10)}.json`;
+  // a run of some scenarios gets a file of its own, so it never replaces the day's full run
+  const part = only.length > 0 ? `-${[...only].sort().join('-')}` : '';
+  const file = `${dir}/${startedAt.toISOString().slice(0, 10)}${part}.json`;
   await writeFile(file, `${JSON.stringify(data, roundNumbers, 2)}\n`);
   return file;
 }
