@@ -1,9 +1,9 @@
 import { ErrorResponse, httpError } from '@berth/service-kit';
 import type { FastifyInstance } from 'fastify';
 import type pg from 'pg';
+import { acceptImage } from '../accept.ts';
 import { uploadFields } from '../fields.ts';
-import { storeUpload } from '../ingest.ts';
-import { inspectImage } from '../inspect.ts';
+import type { UploadFields } from '../ingest.ts';
 import { checkDeclaredLength, MULTIPART_ALLOWANCE, receiveImage } from '../receive.ts';
 import { Errors, Image, type UploadInput, UploadQuery } from '../schemas.ts';
 import type { Store } from '../storage/store.ts';
@@ -49,20 +49,18 @@ export function uploadRoutes(app: FastifyInstance, pool: pg.Pool, store: Store, 
         'MAX_UPLOAD_BYTES',
       );
       const { upload, fields: form, filename } = await receiveImage(request, reply, store, limits.maxUploadBytes);
-      let staged = upload.staged;
+      let fields: UploadFields;
       try {
-        const fields = uploadFields(form, request.query, filename);
-        const info = await inspectImage(upload.data ?? (staged?.path as string), limits.maxPixels);
-        // a small upload is written only now that it is known to be an image, next to its final place
-        staged ??= await store.stageBytes(upload.data as Buffer, upload.sha256);
-        const { image, created } = await storeUpload(pool, store, staged, info, fields);
-        return reply
-          .code(created ? 201 : 200)
-          .header('location', `/images/${image.id}`)
-          .send(image);
-      } finally {
-        await store.discard(staged);
+        fields = uploadFields(form, request.query, filename);
+      } catch (err) {
+        await store.discard(upload.staged);
+        throw err;
       }
+      const { image, created } = await acceptImage(pool, store, upload, fields, limits.maxPixels);
+      return reply
+        .code(created ? 201 : 200)
+        .header('location', `/images/${image.id}`)
+        .send(image);
     },
   );
 }

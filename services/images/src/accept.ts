@@ -1,0 +1,27 @@
+import type pg from 'pg';
+import { type Stored, storeUpload, type UploadFields } from './ingest.ts';
+import { inspectImage } from './inspect.ts';
+import type { Spooled, Store } from './storage/store.ts';
+
+/**
+ * Inspects received bytes (415/422 for what is not a storable image) and stores them with
+ * storeUpload. The upload route and the inbox both come through here, so every image gets the same
+ * checks, the same dedupe and the same event. A temp file left by the spool is always removed.
+ */
+export async function acceptImage(
+  pool: pg.Pool,
+  store: Store,
+  upload: Spooled,
+  fields: UploadFields,
+  maxPixels: number,
+): Promise<Stored> {
+  let staged = upload.staged;
+  try {
+    const info = await inspectImage(upload.data ?? (staged?.path as string), maxPixels);
+    // small bytes are written only now that they are known to be an image, next to their final place
+    staged ??= await store.stageBytes(upload.data as Buffer, upload.sha256);
+    return await storeUpload(pool, store, staged, info, fields);
+  } finally {
+    await store.discard(staged);
+  }
+}
