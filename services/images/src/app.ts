@@ -6,7 +6,9 @@ import type { ImagesConfig } from './config.ts';
 import { imageReader } from './db/images.ts';
 import { FileCache } from './file-cache.ts';
 import { ImportRunner } from './imports/runner.ts';
-import { importWatchdog, Maintenance, volumeSweep } from './maintenance.ts';
+import { Inbox } from './inbox/inbox.ts';
+import { type InboxConfig, inboxSettings } from './inbox/settings.ts';
+import { importWatchdog, inboxScan, Maintenance, volumeSweep } from './maintenance.ts';
 import { RefCache } from './ref-cache.ts';
 import { datasetRoutes } from './routes/datasets.ts';
 import { fileRoutes } from './routes/files.ts';
@@ -35,7 +37,8 @@ export type AppConfig = Pick<
   | 'IMPORT_BATCH'
   | 'IMPORT_CONCURRENCY'
   | 'FILE_REF_TTL_MS'
->;
+> &
+  InboxConfig;
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -90,11 +93,14 @@ export function buildApp(config: AppConfig, deps: ImagesDeps) {
       maxPixels: config.MAX_PIXELS,
     });
   });
+  const inboxed = inboxSettings(config);
+  const inbox = inboxed && new Inbox(pool, store, inboxed.options, app.metrics, app.log.child({ task: 'inbox' }));
   // the watchdog also runs at start-up, so jobs cut off by a restart are marked at once
   const maintenance = new Maintenance(
     [
       importWatchdog(runner, Math.max(1000, Math.floor(config.IMPORT_STALE_MS / 2))),
       volumeSweep(pool, store, { everyMs: config.SWEEP_INTERVAL_MS, graceMs: config.SWEEP_GRACE_MS }, app.log),
+      ...(inboxed && inbox ? [inboxScan(inbox, inboxed.everyMs)] : []),
     ],
     app.log,
   );
@@ -104,6 +110,7 @@ export function buildApp(config: AppConfig, deps: ImagesDeps) {
   });
   app.addHook('preClose', async () => {
     await maintenance.stop();
+    await inbox?.close();
     await runner.close();
   });
   app.addHook('onClose', async () => {

@@ -23,6 +23,13 @@ export const ImagesEnv = Type.Object({
   DATABASE_POOL_MAX: Type.Integer({ minimum: 2, maximum: 100, default: 10 }),
   DATABASE_CONNECT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 30000, default: 1000 }),
   DATABASE_STATEMENT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60000, default: 5000 }),
+  // the scheduled inbox (off while INBOX_DIR is empty); durations are parsed in src/inbox/settings.ts
+  INBOX_DIR: Type.String({ default: '' }),
+  INBOX_SCAN_INTERVAL: Type.String({ default: '30s' }),
+  INBOX_SETTLE: Type.String({ default: '5s' }),
+  INBOX_CLAIM_TIMEOUT: Type.String({ default: '10m' }),
+  INBOX_MAX_FILES: Type.Integer({ minimum: 1, maximum: 100_000, default: 200 }),
+  INBOX_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 64, default: 4 }),
 });
 
 /** Validated images configuration. */

@@ -13,6 +13,7 @@ const pool = createPool({
   statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
 });
 const store = new Store(config.IMAGES_DIR);
-const app = buildApp(config, { pool, store });
+// a setting only buildApp can check (an INBOX_* duration) stops the process like any other bad value
+const app = orExit(() => buildApp(config, { pool, store }));
 pool.on('error', (err) => app.log.warn({ err: err.message }, 'postgres connection lost; the next query reconnects'));
 await serve(app, config.PORT, config.HOST);

@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type pg from 'pg';
 import type { ImportRunner } from './imports/runner.ts';
+import type { Inbox } from './inbox/inbox.ts';
 import type { Store } from './storage/store.ts';
 import { sweep } from './storage/sweep.ts';
 
@@ -100,4 +101,9 @@ export function volumeSweep(
       return report;
     },
   };
+}
+
+/** The inbox scan: takes in what was dropped into INBOX_DIR (the scheduler never runs two at once, nor does Inbox.scan). */
+export function inboxScan(inbox: Inbox, everyMs: number): Task {
+  return { name: 'inbox', everyMs, run: () => inbox.scan() };
 }

@@ -1,0 +1,68 @@
+import { constants } from 'node:fs';
+import { copyFile, link, mkdir, readdir, rmdir, unlink } from 'node:fs/promises';
+import { dirname, extname, join } from 'node:path';
+
+/** Tries a name and then name~2, name~3… (before the extension) until one is free. */
+function candidate(name: string, n: number): string {
+  if (n === 1) return name;
+  const ext = extname(name);
+  return `${name.slice(0, name.length - ext.length)}~${n}${ext}`;
+}
+
+/** Creates `to` as a new name for `from`; false when `to` already exists. Never replaces a file. */
+async function linkNew(from: string, to: string): Promise<boolean> {
+  try {
+    await link(from, to);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw err;
+  }
+  // a file system without hard links: a copy that refuses an existing target
+  try {
+    await copyFile(from, to, constants.COPYFILE_EXCL);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  }
+}
+
+/**
+ * Moves a file to `root/rel`, or to `name~2.ext`, `name~3.ext`… there when the name is taken, and
+ * returns where it went. link(2) then unlink(2) rather than rename(2): rename would silently replace
+ * a file of the same name that another replica (or an earlier run) put there.
+ */
+export async function moveKeeping(from: string, root: string, rel: string): Promise<string> {
+  const target = join(root, rel);
+  const dir = dirname(target);
+  await mkdir(dir, { recursive: true });
+  const name = target.slice(dir.length + 1);
+  for (let n = 1; ; n++) {
+    const to = join(dir, candidate(name, n));
+    if (await linkNew(from, to)) {
+      await unlink(from);
+      return to;
+    }
+  }
+}
+
+/** Removes the empty folders under `root` (not `root` itself); a folder something was put in stays. */
+export async function removeEmptyDirs(root: string): Promise<void> {
+  let entries: { parentPath: string; name: string; isDirectory(): boolean }[];
+  try {
+    entries = await readdir(root, { recursive: true, withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  const dirs = entries.filter((entry) => entry.isDirectory()).map((entry) => join(entry.parentPath, entry.name));
+  // deepest first, so a parent is empty by the time it is tried
+  dirs.sort((a, b) => b.length - a.length);
+  for (const dir of dirs) {
+    await rmdir(dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOTEMPTY' && err.code !== 'EEXIST' && err.code !== 'ENOENT') throw err;
+    });
+  }
+}
