@@ -91,7 +91,7 @@ function run(svc: NativeService): ChildProcess {
   // Its own process group: a terminal Ctrl-C reaches only this script, which then stops each child
   // once (the services treat a second signal as "exit now"). It runs where the image's WORKDIR is.
   const child = spawn(process.execPath, svc.args, {
-    cwd: join(root, 'services', svc.service),
+    cwd: join(root, svc.cwd),
     env: { ...process.env, ...svc.env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
@@ -161,7 +161,8 @@ try {
       }
     }
     const where = svc.oneShot ? 'runs once' : `port ${svc.port ?? 'unknown'}`;
-    say(`starting ${svc.name} (node ${svc.args.join(' ')} in services/${svc.service}, ${where})`);
+    const dir = svc.cwd === '.' ? 'the repository root' : svc.cwd;
+    say(`starting ${svc.name} (node ${svc.args.join(' ')} in ${dir}, ${where})`);
     run(svc);
   }
   const last = selected.filter((s) => s.port !== undefined);

@@ -27,7 +27,10 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const say = (line: string) => process.stderr.write(`npm test: ${line}\n`);
 
 function composeServiceFor(compose: ComposeFile, image: RegExp): string | undefined {
-  return Object.entries(compose.services).find(([, s]) => !isNodeService(s) && s.image && image.test(s.image))?.[0];
+  // one-shot steps (restart "no") may use the same image, e.g. the secret steps; the server is the other one
+  return Object.entries(compose.services).find(
+    ([, s]) => !isNodeService(s) && s.restart !== 'no' && s.image && image.test(s.image),
+  )?.[0];
 }
 
 function dockerWorks(): boolean {

@@ -24,6 +24,7 @@ import {
   urlTarget,
 } from '../scripts/lib/compose.ts';
 import { interpolate } from '../scripts/lib/interpolate.ts';
+import { migratableServices, migrationPlan } from '../scripts/lib/migrate.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const composePath = join(root, 'docker-compose.yml');
@@ -37,9 +38,19 @@ const isOneShot = (s: ComposeService) => s.restart === 'no';
 const servers = nodeServices.filter(([, s]) => !isOneShot(s));
 const steps = nodeServices.filter(([, s]) => isOneShot(s));
 const infraServices = services.filter(([, s]) => !isNodeService(s) && !isOneShot(s));
+const longRunning = services.filter(([, s]) => !isOneShot(s));
+/** Services `docker compose up` starts; the others sit behind a profile (pgAdmin under `tools`). */
+const inDefaultProfile = ([, s]: [string, ComposeService]) => !(s.profiles as string[] | undefined)?.length;
+const withMigrations = migratableServices(root, ['counter', 'gateway', 'images', 'jokes']);
 
-/** DESIGN.md's port table. */
-const DESIGN_PORTS: Record<string, number> = { gateway: 5000, counter: 3001, jokes: 3002, images: 3003 };
+/** DESIGN.md's port table, by Compose service (the worker's own port serves health and metrics). */
+const DESIGN_PORTS: Record<string, number> = {
+  gateway: 5000,
+  counter: 3001,
+  jokes: 3002,
+  images: 3003,
+  'images-worker': 3004,
+};
 /** Where each kind of infrastructure listens inside the Compose network. */
 const INFRA_PORTS: Array<[RegExp, number]> = [
   [/(^|\/)redis:/, 6379],
@@ -50,6 +61,12 @@ const TERMINAL_CONDITIONS = ['service_healthy', 'service_completed_successfully'
 
 function dirOf(service: ComposeService): string {
   return buildArgsOf(service).SERVICE ?? '';
+}
+
+/** The image's WORKDIR relative to the repository: services/<SERVICE>, or the root for repository-wide steps. */
+function cwdOf(service: ComposeService): string {
+  const dir = dirOf(service);
+  return dir ? join('services', dir) : '.';
 }
 
 function healthText(service: ComposeService): string {
@@ -76,33 +93,67 @@ function scriptOf(service: ComposeService): string {
 const capitalized = (word: string) => `${word[0]?.toUpperCase()}${word.slice(1)}`;
 
 const schemas = new Map<string, TObject>();
-/** A service's env schema: <Service>Env for src/main.ts, <Script>Env for another script (src/migrate.ts: MigrateEnv). */
+/**
+ * A service's env schema: <Service>Env from src/config.ts for src/main.ts; for another script
+ * <Script>Env from src/<script>-config.ts when that file exists, else from src/config.ts
+ * (src/worker.ts: WorkerEnv in src/worker-config.ts; src/migrate.ts: MigrateEnv in src/config.ts).
+ */
 async function configSchema(dir: string, script = 'src/main.ts'): Promise<TObject> {
   const key = `${dir}:${script}`;
   const cached = schemas.get(key);
   if (cached) return cached;
-  const file = join(root, 'services', dir, 'src', 'config.ts');
-  assert.ok(existsSync(file), `services/${dir}/src/config.ts does not exist, but "${dir}" is in docker-compose.yml`);
   const base = script === 'src/main.ts' ? dir : (script.split('/').pop()?.replace(/\.ts$/, '') ?? dir);
+  const own = join(root, 'services', dir, 'src', `${base}-config.ts`);
+  const file = existsSync(own) ? own : join(root, 'services', dir, 'src', 'config.ts');
+  const shown = file.slice(root.length);
+  assert.ok(existsSync(file), `${shown} does not exist, but "${dir}" is in docker-compose.yml`);
   const exportName = `${capitalized(base)}Env`;
   const module = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
   const schema = module[exportName] as TObject | undefined;
-  assert.ok(schema?.properties, `services/${dir}/src/config.ts must export its env schema as "${exportName}"`);
+  assert.ok(schema?.properties, `${shown} must export the env schema of ${script} as "${exportName}"`);
   schemas.set(key, schema);
   return schema;
 }
 
+/**
+ * The environments a Compose Node service's processes get, each with the schema it must pass: one for
+ * a service's script, one per service for the repository-wide migrate step (scripts/migrate.ts hands
+ * <SERVICE>_X to that service's src/migrate.ts as X).
+ */
+async function processEnvironments(
+  name: string,
+  service: ComposeService,
+): Promise<Array<{ label: string; env: Record<string, string>; schema: TObject }>> {
+  const env = environmentOf(service);
+  const script = scriptOf(service);
+  if (dirOf(service)) return [{ label: name, env, schema: await configSchema(dirOf(service), script) }];
+  assert.equal(script, 'scripts/migrate.ts', `${name}: a repository-wide step must run scripts/migrate.ts`);
+  const plan = migrationPlan(env, withMigrations);
+  assert.ok(plan.length > 0, `${name}: sets no <SERVICE>_DATABASE_URL`);
+  return Promise.all(
+    plan.map(async (m) => ({
+      label: `${name} (${m.service})`,
+      env: m.env,
+      schema: await configSchema(m.service, 'src/migrate.ts'),
+    })),
+  );
+}
+
 describe('docker-compose.yml', () => {
-  test('has the gateway, the counter, jokes with its migrate step, Redis and PostgreSQL', () => {
-    for (const name of ['gateway', 'counter', 'jokes', 'jokes-migrate', 'images', 'images-migrate', 'redis', 'db']) {
-      assert.ok(compose.services[name], `service "${name}" missing`);
-    }
+  test('has every service of the backend, the migrate step, the infrastructure and pgAdmin', () => {
+    const expected = ['gateway', 'counter', 'jokes', 'images', 'images-worker', 'migrate', 'redis', 'db', 'nats'];
+    for (const name of [...expected, 'pgadmin']) assert.ok(compose.services[name], `service "${name}" missing`);
+    assert.deepEqual(compose.services.pgadmin?.profiles, ['tools'], 'pgAdmin only with --profile tools');
   });
 
-  test('only the gateway publishes a port, and it is 5000 on 5000', () => {
-    const publishing = services.filter(([, s]) => (s.ports ?? []).length > 0).map(([name]) => name);
-    assert.deepEqual(publishing, ['gateway']);
+  test('only the gateway publishes a port, 5000 on 5000; pgAdmin (profile tools) only on loopback', () => {
+    const publishing = services.filter(inDefaultProfile).filter(([, s]) => (s.ports ?? []).length > 0);
+    assert.deepEqual(
+      publishing.map(([name]) => name),
+      ['gateway'],
+    );
     assert.deepEqual(publishedPorts(compose.services.gateway as ComposeService), [{ published: 5000, target: 5000 }]);
+    assert.deepEqual(compose.services.pgadmin?.ports, ['127.0.0.1:5050:5050']);
   });
 
   test('every Node service is built from infra/Dockerfile with the repository as context', () => {
@@ -112,18 +163,16 @@ describe('docker-compose.yml', () => {
       assert.ok(build && typeof build === 'object', `${name}: build must be a map`);
       assert.equal(build.context, '.', `${name}: build context`);
       assert.equal(build.dockerfile, 'infra/Dockerfile', `${name}: dockerfile`);
-      const script = scriptOf(service);
-      const entry = join(root, 'services', dirOf(service), script);
-      assert.ok(existsSync(entry), `${name}: services/${dirOf(service)}/${script} does not exist`);
+      const script = join(cwdOf(service), scriptOf(service));
+      assert.ok(existsSync(join(root, script)), `${name}: ${script} does not exist`);
     }
   });
 
   test("each Node service listens on DESIGN.md's port and its healthcheck hits that port's /healthz", async () => {
     for (const [name, service] of servers) {
-      const dir = dirOf(service);
-      const expected = DESIGN_PORTS[dir];
-      assert.ok(expected, `${name}: "${dir}" has no port in DESIGN.md`);
-      const schema = await configSchema(dir);
+      const expected = DESIGN_PORTS[name];
+      assert.ok(expected, `${name} has no port in DESIGN.md`);
+      const schema = await configSchema(dirOf(service), scriptOf(service));
       const config = loadConfig(schema, environmentOf(service)) as { PORT: number };
       assert.equal(config.PORT, expected, `${name}: PORT`);
       const text = healthText(service);
@@ -134,13 +183,103 @@ describe('docker-compose.yml', () => {
 
   test('every env name given to a Node service is one its config schema accepts, with a valid value', async () => {
     for (const [name, service] of nodeServices) {
-      const schema = await configSchema(dirOf(service), scriptOf(service));
-      const env = environmentOf(service);
-      const accepted = Object.keys(schema.properties);
-      for (const key of Object.keys(env)) {
-        assert.ok(accepted.includes(key), `${name}: ${key} is not in its config schema (${accepted.join(', ')})`);
+      for (const { label, env, schema } of await processEnvironments(name, service)) {
+        const accepted = Object.keys(schema.properties);
+        for (const key of Object.keys(env)) {
+          assert.ok(accepted.includes(key), `${label}: ${key} is not in its config schema (${accepted.join(', ')})`);
+        }
+        assert.doesNotThrow(() => loadConfig(schema, env), `${label}: its Compose environment does not validate`);
       }
-      assert.doesNotThrow(() => loadConfig(schema, env), `${name}: its Compose environment does not validate`);
+    }
+  });
+
+  test('images-worker runs the images image with the worker entry point and WorkerEnv', async () => {
+    const worker = compose.services['images-worker'] as ComposeService;
+    assert.deepEqual(worker.build, compose.services.images?.build);
+    assert.deepEqual(worker.command, ['node', 'src/worker.ts']);
+    const schema = await configSchema('images', 'src/worker.ts');
+    assert.ok(schema.properties.WORKER_CONSUMER, 'services/images/src/worker-config.ts exports WorkerEnv');
+    const env = environmentOf(worker);
+    assert.equal(env.NATS_URL, environmentOf(compose.services.images as ComposeService).NATS_URL);
+    assert.equal(env.DATABASE_URL, environmentOf(compose.services.images as ComposeService).DATABASE_URL);
+  });
+
+  test('one migrate step migrates every database a service uses, and those services wait for it', () => {
+    const migrate = compose.services.migrate as ComposeService;
+    assert.equal(migrate.restart, 'no');
+    const plan = migrationPlan(environmentOf(migrate), withMigrations);
+    const build = migrate.build as { target?: string };
+    assert.equal(build.target, 'migrate');
+    assert.deepEqual(
+      buildArgsOf(migrate).MIGRATE_SERVICES?.split(/\s+/).sort(),
+      plan.map((m) => m.service).sort(),
+      'the image holds exactly the services the step migrates',
+    );
+    for (const [name, service] of servers) {
+      const url = environmentOf(service).DATABASE_URL;
+      if (!url) continue;
+      const migrated = plan.find((m) => m.service === dirOf(service));
+      assert.equal(migrated?.env.DATABASE_URL, url, `${name}: its database is migrated by the migrate step`);
+      assert.equal(dependenciesOf(service).migrate, 'service_completed_successfully', `${name} waits for migrate`);
+    }
+    assert.deepEqual(
+      nodeServices.filter(([, s]) => isOneShot(s)).map(([name]) => name),
+      ['migrate'],
+      'no per-service migrate steps beside it',
+    );
+  });
+
+  test('NATS runs JetStream on the nats-data volume with monitoring for its healthcheck only', () => {
+    const nats = compose.services.nats as ComposeService;
+    assert.match(nats.image ?? '', /^nats:2[\w.-]*-alpine$/);
+    assert.deepEqual(nats.command, ['-js', '-sd', '/data', '-m', '8222']);
+    assert.ok((nats.volumes as string[] | undefined)?.includes('nats-data:/data'));
+    assert.deepEqual(nats.healthcheck?.test, [
+      'CMD',
+      'wget',
+      '-q',
+      '-O',
+      '/dev/null',
+      'http://127.0.0.1:8222/healthz?js-enabled-only=true',
+    ]);
+    assert.equal(nats.ports, undefined, 'the monitoring port is not published');
+    assert.equal(environmentOf(compose.services.images as ComposeService).NATS_URL, 'nats://nats:4222');
+  });
+
+  test('named volumes hold the data: database, images, the inbox and the JetStream store', () => {
+    const declared = Object.keys((compose.volumes as Record<string, unknown>) ?? {});
+    for (const volume of ['db-data', 'images-data', 'nats-data', 'images-inbox']) {
+      assert.ok(declared.includes(volume), `volume "${volume}" is declared`);
+    }
+    const images = environmentOf(compose.services.images as ComposeService);
+    assert.equal(images.INBOX_DIR, '/data/inbox');
+    const mounts = (name: string) => (compose.services[name]?.volumes as string[] | undefined) ?? [];
+    assert.ok(mounts('images').includes('images-inbox:/data/inbox'));
+    assert.ok(mounts('db').includes('db-data:/var/lib/postgresql/data'));
+  });
+
+  test('every long-running service has a healthcheck, a restart policy, a memory limit and time to drain', () => {
+    for (const [name, service] of longRunning) {
+      assert.ok(service.healthcheck?.test, `${name}: healthcheck`);
+      assert.equal(service.restart, 'unless-stopped', `${name}: restart`);
+      assert.match(String(service.mem_limit ?? ''), /^\d+[mg]$/, `${name}: mem_limit`);
+      const grace = /^(\d+)s$/.exec(String(service.stop_grace_period ?? ''));
+      assert.ok(grace && Number(grace[1]) > 10, `${name}: stop_grace_period longer than the 10 s drain`);
+    }
+  });
+
+  test('services run as non-root users on read-only root file systems where the image allows it', () => {
+    // pgAdmin rewrites its own configuration at start, so its root file system stays writable
+    const writableRoot = ['pgadmin'];
+    for (const [name, service] of longRunning) {
+      if (!writableRoot.includes(name)) assert.equal(service.read_only, true, `${name}: read_only`);
+      assert.notEqual(service.user, 'root', `${name}: user`);
+      // Node services take the image's USER node; the infrastructure images name their own user
+      if (!isNodeService(service) && name !== 'pgadmin') assert.ok(service.user, `${name}: user`);
+    }
+    for (const [name, service] of nodeServices) {
+      assert.deepEqual(service.cap_drop, ['ALL'], `${name}: capabilities`);
+      assert.equal(service.user, undefined, `${name}: runs as the image's node user`);
     }
   });
 
@@ -255,6 +394,7 @@ describe('docker-compose.test.yml', () => {
       assert.deepEqual(publishedPorts(service), [{ published: expected, target: expected }]);
     }
     assert.ok(override.services.redis, 'Redis is published for npm test');
+    assert.ok(override.services.nats, 'NATS is published for npm test');
   });
 });
 
@@ -268,6 +408,52 @@ describe('infra/Dockerfile', () => {
     assert.match(dockerfile, /^USER node$/m);
     assert.match(dockerfile, /^CMD \["node", "src\/main\.ts"\]$/m);
   });
+
+  test('has a migrate target that runs scripts/migrate.ts as node, and the default target comes last', () => {
+    assert.match(dockerfile, /^FROM \$\{NODE_IMAGE\} AS migrate$/m);
+    assert.match(dockerfile, /^CMD \["node", "scripts\/migrate\.ts"\]$/m);
+    const stages = [...dockerfile.matchAll(/^FROM .*$/gm)].map((m) => m[0]);
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the Dockerfile's own ${} syntax
+    assert.equal(stages.at(-1), 'FROM ${NODE_IMAGE}', 'docker build without --target builds a service');
+  });
+});
+
+describe('scripts/lib/migrate.ts', () => {
+  test('hands each service its own <SERVICE>_ variables without the prefix and the shared ones as they are', () => {
+    const plan = migrationPlan(
+      {
+        LOG_LEVEL: 'warn',
+        JOKES_DATABASE_URL: 'postgres://db/jokes',
+        IMAGES_DATABASE_URL: 'postgres://db/images',
+        IMAGES_MIGRATE_WAIT_MS: '5',
+        COUNTER_X: 'left out: counter has no DATABASE_URL here',
+      },
+      ['counter', 'images', 'jokes'],
+    );
+    assert.deepEqual(plan, [
+      {
+        service: 'images',
+        env: {
+          LOG_LEVEL: 'warn',
+          COUNTER_X: 'left out: counter has no DATABASE_URL here',
+          DATABASE_URL: 'postgres://db/images',
+          MIGRATE_WAIT_MS: '5',
+        },
+      },
+      {
+        service: 'jokes',
+        env: {
+          LOG_LEVEL: 'warn',
+          COUNTER_X: 'left out: counter has no DATABASE_URL here',
+          DATABASE_URL: 'postgres://db/jokes',
+        },
+      },
+    ]);
+  });
+
+  test('finds the services that have a migrate command', () => {
+    assert.deepEqual(withMigrations, ['images', 'jokes']);
+  });
 });
 
 describe('scripts/lib/compose.ts', () => {
@@ -275,14 +461,14 @@ describe('scripts/lib/compose.ts', () => {
     const local = loadCompose(composePath, { env: nativeVariables(root, {}) });
     const native = startOrder(nativeServices(local));
     assert.deepEqual(
-      native.map((s) => [s.name, s.service, s.port, s.oneShot, s.args.join(' ')]),
+      native.map((s) => [s.name, s.cwd, s.port, s.oneShot, s.args.join(' ')]),
       [
-        ['counter', 'counter', 3001, false, 'src/main.ts'],
-        ['jokes-migrate', 'jokes', undefined, true, 'src/migrate.ts'],
-        ['jokes', 'jokes', 3002, false, 'src/main.ts'],
-        ['images-migrate', 'images', undefined, true, 'src/migrate.ts'],
-        ['images', 'images', 3003, false, '--max-semi-space-size=4 src/main.ts'],
-        ['gateway', 'gateway', 5000, false, 'src/main.ts'],
+        ['counter', 'services/counter', 3001, false, 'src/main.ts'],
+        ['migrate', '.', undefined, true, 'scripts/migrate.ts'],
+        ['jokes', 'services/jokes', 3002, false, 'src/main.ts'],
+        ['images', 'services/images', 3003, false, '--max-semi-space-size=4 src/main.ts'],
+        ['gateway', 'services/gateway', 5000, false, 'src/main.ts'],
+        ['images-worker', 'services/images', 3004, false, 'src/worker.ts'],
       ],
     );
     const byName = Object.fromEntries(native.map((s) => [s.name, s]));
@@ -291,17 +477,27 @@ describe('scripts/lib/compose.ts', () => {
     assert.equal(byName.gateway?.env.JOKES_URL, 'http://127.0.0.1:3002');
     assert.equal(byName.gateway?.env.IMAGES_URL, 'http://127.0.0.1:3003');
     assert.deepEqual(byName.gateway?.dependsOn, ['counter', 'jokes', 'images', 'gateway-secret']);
-    assert.deepEqual(byName.jokes?.conditions, { 'jokes-migrate': 'service_completed_successfully' });
+    assert.deepEqual(byName.jokes?.conditions, { migrate: 'service_completed_successfully' });
     // natively the local superuser, trusted on loopback, and no container secret file
     assert.equal(byName.jokes?.env.DATABASE_URL, 'postgres://postgres@127.0.0.1:5432/ms3_jokes');
     assert.equal(byName.jokes?.env.DATABASE_PASSWORD_FILE, undefined);
+    assert.equal(byName.migrate?.env.JOKES_DATABASE_URL, 'postgres://postgres@127.0.0.1:5432/ms3_jokes');
+    assert.equal(byName.migrate?.env.DATABASE_PASSWORD_FILE, undefined);
     // a named volume becomes a folder of the checkout
     assert.equal(byName.images?.env.IMAGES_DIR, join(root, '.data', 'images-data'));
+    assert.equal(byName.images?.env.INBOX_DIR, join(root, '.data', 'images-inbox'));
+    assert.equal(byName['images-worker']?.env.IMAGES_DIR, join(root, '.data', 'images-data'));
+    assert.equal(byName.images?.env.NATS_URL, 'nats://127.0.0.1:4222');
+    // pgAdmin is no Node service: npm start leaves it out
+    assert.equal(byName.pgadmin, undefined);
     assert.deepEqual(
-      infraEndpoints(local).map((e) => [e.name, e.port]),
+      infraEndpoints(local)
+        .map((e) => [e.name, e.port])
+        .sort(),
       [
-        ['redis', 6379],
         ['db', 5432],
+        ['nats', 4222],
+        ['redis', 6379],
       ],
     );
   });
@@ -326,6 +522,7 @@ describe('scripts/lib/compose.ts', () => {
     const svc = (name: string, dependsOn: string[]) => ({
       name,
       service: name,
+      cwd: `services/${name}`,
       env: {},
       dependsOn,
       conditions: {},

@@ -19,6 +19,7 @@ export interface ComposeHealthcheck {
 export interface ComposeBuild {
   context?: string;
   dockerfile?: string;
+  target?: string;
   args?: Record<string, string | number | null> | string[];
 }
 
@@ -48,8 +49,10 @@ export interface ComposeFile {
 export interface NativeService {
   /** Compose service name, used as the log prefix. */
   name: string;
-  /** Directory under services/ (the Dockerfile's SERVICE build argument). */
-  service: string;
+  /** Directory under services/ (the Dockerfile's SERVICE build argument); undefined for a repository-wide step. */
+  service: string | undefined;
+  /** Where it runs, relative to the repository root: the image's WORKDIR (services/<service>, or the root). */
+  cwd: string;
   /** Environment from Compose, with Compose host names pointed at 127.0.0.1. */
   env: Record<string, string>;
   /** Compose services this one waits for. */
@@ -58,7 +61,7 @@ export interface NativeService {
   conditions: Record<string, string>;
   /** Port the service listens on, when known. */
   port: number | undefined;
-  /** Arguments after `node`, run in services/<service> as the image's WORKDIR is; `src/main.ts` unless Compose says. */
+  /** Arguments after `node`, run in `cwd`; `src/main.ts` unless Compose says. */
   args: string[];
   /** A step that runs to completion (a migration), not a server: Compose's `restart: "no"` with a command. */
   oneShot: boolean;
@@ -203,9 +206,16 @@ export function localize(value: string, hosts: ReadonlySet<string>): string {
   );
 }
 
-/** True for services Compose builds from infra/Dockerfile with a SERVICE argument, i.e. berth's own. */
+/** The Dockerfile every berth image is built from. */
+export const BERTH_DOCKERFILE = 'infra/Dockerfile';
+
+/**
+ * True for berth's own services: built from infra/Dockerfile, either one service (SERVICE build
+ * argument, WORKDIR services/<SERVICE>) or a repository-wide target such as `migrate` (WORKDIR the root).
+ */
 export function isNodeService(service: ComposeService): boolean {
-  return buildArgsOf(service).SERVICE !== undefined;
+  if (buildArgsOf(service).SERVICE !== undefined) return true;
+  return typeof service.build === 'object' && service.build.dockerfile === BERTH_DOCKERFILE;
 }
 
 function portFromHealthcheck(service: ComposeService): number | undefined {
@@ -235,8 +245,8 @@ export function nativeServices(compose: ComposeFile): NativeService[] {
   const hosts = new Set(Object.keys(compose.services));
   const out: NativeService[] = [];
   for (const [name, service] of Object.entries(compose.services)) {
+    if (!isNodeService(service)) continue;
     const dir = buildArgsOf(service).SERVICE;
-    if (dir === undefined) continue;
     const env: Record<string, string> = {};
     const mounts = volumeTargets(service);
     for (const [key, value] of Object.entries(environmentOf(service))) {
@@ -255,6 +265,7 @@ export function nativeServices(compose: ComposeFile): NativeService[] {
     out.push({
       name,
       service: dir,
+      cwd: dir === undefined ? '.' : join('services', dir),
       env,
       dependsOn: Object.keys(conditions),
       conditions,
