@@ -1,7 +1,16 @@
 import type { FastifyInstance } from 'fastify';
 
 /** A readiness probe: resolves when the dependency answers, rejects (or times out) when it does not. */
-export type ReadinessCheck = () => Promise<unknown>;
+export type ReadinessCheck = (() => Promise<unknown>) & { advisory?: true };
+
+/**
+ * A check that is reported but does not make the service not-ready: for a dependency the service
+ * keeps working without (its work waits), so taking the replica out of rotation would only hurt.
+ * While it is down /readyz answers 200 with status "degraded".
+ */
+export function advisory(check: () => Promise<unknown>): ReadinessCheck {
+  return Object.assign(() => check(), { advisory: true as const });
+}
 
 /** What /readyz reports for one dependency. */
 export interface CheckResult {
@@ -27,7 +36,7 @@ export async function runCheck(check: ReadinessCheck, timeoutMs: number): Promis
   }
 }
 
-/** Runs every check in parallel; ready only when all are up. */
+/** Runs every check in parallel; ready only when all but advisory ones are up. */
 export async function runChecks(checks: Record<string, ReadinessCheck>, timeoutMs: number) {
   const names = Object.keys(checks);
   const results = await Promise.all(names.map((name) => runCheck(checks[name] as ReadinessCheck, timeoutMs)));
@@ -35,8 +44,10 @@ export async function runChecks(checks: Record<string, ReadinessCheck>, timeoutM
   names.forEach((name, i) => {
     byName[name] = results[i] as CheckResult;
   });
-  const down = names.filter((name) => byName[name]?.status === 'down');
-  return { ready: down.length === 0, down, checks: byName };
+  const failing = names.filter((name) => byName[name]?.status === 'down');
+  const down = failing.filter((name) => !checks[name]?.advisory);
+  const degraded = failing.filter((name) => checks[name]?.advisory);
+  return { ready: down.length === 0, down, degraded, checks: byName };
 }
 
 const CheckSchema = {
@@ -49,7 +60,7 @@ const CheckSchema = {
   required: ['status', 'latencyMs'],
 };
 
-/** Registers GET /healthz (no I/O) and GET /readyz (every check, 503 naming the ones down). */
+/** Registers GET /healthz (no I/O) and GET /readyz (every check, 503 naming the ones down; advisory ones only degrade). */
 export function registerHealth(app: FastifyInstance, checks: Record<string, ReadinessCheck>, timeoutMs = 1000) {
   app.get(
     '/healthz',
@@ -84,7 +95,7 @@ export function registerHealth(app: FastifyInstance, checks: Record<string, Read
     },
     async (_request, reply) => {
       const result = await runChecks(checks, timeoutMs);
-      if (result.ready) return { status: 'ready', checks: result.checks };
+      if (result.ready) return { status: result.degraded.length ? 'degraded' : 'ready', checks: result.checks };
       return reply.code(503).send({
         statusCode: 503,
         code: 'NOT_READY',

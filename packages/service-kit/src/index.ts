@@ -9,7 +9,7 @@ export {
   httpError,
   notFoundHandler,
 } from './errors.ts';
-export { type CheckResult, type ReadinessCheck, registerHealth, runCheck, runChecks } from './health.ts';
+export { advisory, type CheckResult, type ReadinessCheck, registerHealth, runCheck, runChecks } from './health.ts';
 export { loggerOptions, QuietRequestLog, requestId } from './logger.ts';
 export { registerMetrics } from './metrics.ts';
 export {

@@ -16,6 +16,7 @@ import {
 import { createRateLimiting } from './rate-limit.ts';
 import { upstreamChecks } from './readiness.ts';
 import { proxyRoutes } from './routes/proxy.ts';
+import { uiRoutes } from './routes/ui.ts';
 import { securityHeaders } from './security-headers.ts';
 import { TokenChecker } from './tokens.ts';
 import { parseTrustedProxies } from './trusted-proxies.ts';
@@ -130,5 +131,6 @@ export function buildApp(config: GatewayConfig, deps: GatewayDeps = {}) {
     breakerFor: circuitBreakers(app, config),
     bodyLimit: bodyLimits(config),
   });
+  uiRoutes(app, config.UI_DIR);
   return app;
 }

@@ -55,6 +55,9 @@ export const GatewayEnv = Type.Object({
   // browsers
   CORS_ORIGINS: Type.String({ default: '' }),
   SECURITY_HEADERS_ENABLED: Type.Boolean({ default: true }),
+
+  // the web page at /ui/: the built folder; empty means web/dist of this checkout (or image)
+  UI_DIR: Type.String({ default: '' }),
 });
 
 /** Validated gateway configuration. */

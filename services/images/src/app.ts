@@ -4,6 +4,8 @@ import fastifyMultipart from '@fastify/multipart';
 import type pg from 'pg';
 import type { ImagesConfig } from './config.ts';
 import { imageReader } from './db/images.ts';
+import { type Events, natsReadiness, registerEvents } from './events/index.ts';
+import type { EventsOptions } from './events/settings.ts';
 import { FileCache } from './file-cache.ts';
 import { ImportRunner } from './imports/runner.ts';
 import { Inbox } from './inbox/inbox.ts';
@@ -22,6 +24,8 @@ import { Thumbnails } from './thumbnails.ts';
 export interface ImagesDeps {
   pool: pg.Pool;
   store: Store;
+  /** NATS, stream and relay settings; without them event rows wait in the outbox and the feed answers 503. */
+  events?: EventsOptions;
 }
 
 /** The settings buildApp reads. */
@@ -55,6 +59,7 @@ function streamImageBodies(app: ReturnType<typeof createService>) {
 /** Builds the images app; the pool is closed with it. */
 export function buildApp(config: AppConfig, deps: ImagesDeps) {
   const { pool, store } = deps;
+  let events: Events | undefined;
   const app = createService({
     name: 'images',
     logLevel: config.LOG_LEVEL,
@@ -62,6 +67,7 @@ export function buildApp(config: AppConfig, deps: ImagesDeps) {
       // not ready until the migrate step has created the tables
       postgres: postgresReadiness(pool, 'SELECT 1 FROM images LIMIT 0'),
       volume: () => access(store.root, constants.W_OK),
+      ...(deps.events ? { nats: natsReadiness(() => events) } : {}),
     },
   });
   streamImageBodies(app);
@@ -82,6 +88,7 @@ export function buildApp(config: AppConfig, deps: ImagesDeps) {
     app.log,
   );
   app.decorate('imports', runner);
+  events = registerEvents(app, pool, deps.events);
   app.register(async (scope) => {
     uploadRoutes(scope, pool, store, { maxUploadBytes: config.MAX_UPLOAD_BYTES, maxPixels: config.MAX_PIXELS });
     imageRoutes(scope, pool, images, store, refs);

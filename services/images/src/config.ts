@@ -1,4 +1,4 @@
-import { baseEnv, databaseEnv } from '@berth/service-kit';
+import { baseEnv, databaseEnv, urlEnv } from '@berth/service-kit';
 import { type Static, Type } from 'typebox';
 
 /** Where the image metadata lives (the password, if any, from DATABASE_PASSWORD_FILE); the default is the local server with trust auth. */
@@ -23,6 +23,23 @@ export const ImagesEnv = Type.Object({
   DATABASE_POOL_MAX: Type.Integer({ minimum: 2, maximum: 100, default: 10 }),
   DATABASE_CONNECT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 30000, default: 1000 }),
   DATABASE_STATEMENT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60000, default: 5000 }),
+  // events: the outbox relay, the JetStream stream it publishes to and the live feed
+  NATS_URL: urlEnv(['nats', 'tls'], 'nats://127.0.0.1:4222'),
+  EVENTS_STREAM: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', default: 'IMAGES' }),
+  EVENTS_SUBJECT_PREFIX: Type.String({
+    pattern: '^[A-Za-z0-9_-]{1,64}(\\.[A-Za-z0-9_-]{1,64}){0,3}$',
+    default: 'images',
+  }),
+  EVENTS_DUPLICATE_WINDOW_MS: Type.Integer({ minimum: 1000, maximum: 7 * 24 * 3600_000, default: 120_000 }),
+  EVENTS_MAX_AGE_MS: Type.Integer({ minimum: 0, maximum: 365 * 24 * 3600_000, default: 7 * 24 * 3600_000 }),
+  EVENTS_MAX_BYTES: Type.Integer({ minimum: -1, maximum: 2 ** 50, default: 1024 * MiB }),
+  EVENTS_REPLICAS: Type.Integer({ minimum: 1, maximum: 5, default: 1 }),
+  EVENTS_HEARTBEAT_MS: Type.Integer({ minimum: 1000, maximum: 300_000, default: 15_000 }),
+  OUTBOX_BATCH: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }),
+  OUTBOX_POLL_MS: Type.Integer({ minimum: 10, maximum: 60_000, default: 250 }),
+  OUTBOX_PUBLISH_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 8000, default: 5000 }),
+  OUTBOX_RETENTION_MS: Type.Integer({ minimum: 0, maximum: 30 * 24 * 3600_000, default: 24 * 3600_000 }),
+  OUTBOX_PRUNE_INTERVAL_MS: Type.Integer({ minimum: 1000, maximum: 24 * 3600_000, default: 60_000 }),
   // the scheduled inbox (off while INBOX_DIR is empty); durations are parsed in src/inbox/settings.ts
   INBOX_DIR: Type.String({ default: '' }),
   INBOX_SCAN_INTERVAL: Type.String({ default: '30s' }),

@@ -10,9 +10,11 @@ import type pg from 'pg';
 import { Registry } from 'prom-client';
 import { Inbox, type InboxOptions } from '../src/inbox/inbox.ts';
 import { inboxSettings } from '../src/inbox/settings.ts';
+import { prepareDatabase } from '../src/setup.ts';
 import { Store } from '../src/storage/store.ts';
 import { tempDir, testApp } from './helpers/app.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+import { privateServer } from './helpers/cluster.ts';
+import { createTestDatabase, queryOnce, type TestDatabase } from './helpers/database.ts';
 import { numberedPng, solidImage } from './helpers/images.ts';
 import { freePort } from './helpers/process.ts';
 
@@ -262,6 +264,32 @@ test('with PostgreSQL unreachable the files stay in the inbox, and the next scan
   assert.equal((await up.inbox.scan()).created, 3);
   assert.equal((await rowsIn('outage')).length, 3);
   assert.deepEqual(await files(join(dir, 'outage')), []);
+});
+
+test('the same scanner stores the files it put back once its PostgreSQL server is started again', async () => {
+  const server = await privateServer();
+  try {
+    await prepareDatabase(server.url('images'));
+    const dir = await inboxDir();
+    const { inbox: scanner } = inbox(dir, {}, newPool(server.url('images')));
+    await put(dir, 'restart/cat/before.png', await numberedPng(2101));
+    assert.equal((await scanner.scan()).created, 1);
+
+    await server.stop();
+    await put(dir, 'restart/cat/during.png', await numberedPng(2102));
+    const down = await scanner.scan();
+    assert.deepEqual([down.created, down.released, down.failed], [0, 1, 0]);
+    assert.deepEqual(await files(join(dir, 'restart')), ['cat/during.png']);
+
+    await server.start();
+    assert.equal((await scanner.scan()).created, 1);
+    const rows = await queryOnce<{ n: number }>(server.url('images'), 'SELECT count(*)::int AS n FROM images');
+    assert.equal(rows[0]?.n, 2);
+    assert.deepEqual(await files(join(dir, '.done')), ['restart/cat/before.png', 'restart/cat/during.png']);
+    await scanner.close();
+  } finally {
+    await server.destroy();
+  }
 });
 
 test('claims of a replica that stopped beating are given back and stored; a live replica keeps its own', async () => {

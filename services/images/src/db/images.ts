@@ -1,6 +1,7 @@
 import { withPostgres } from '@berth/service-kit';
 import type pg from 'pg';
 import type { Position } from '../cursor.ts';
+import { recordEvent, recordEvents } from '../events/outbox.ts';
 import { prepared, type Tx } from './transaction.ts';
 
 /** The image formats stored, by the names sharp reports (AVIF mapped from HEIF with AV1). */
@@ -112,7 +113,8 @@ export interface SplitCounts {
   none: number;
 }
 
-const COLUMNS =
+/** The columns toImage reads, for queries elsewhere that return images. */
+export const COLUMNS =
   'id, sha256, dataset, label, split, tags, format, width, height, channels, bytes, original_name, created_at, updated_at';
 
 /** The API shape of a row. */
@@ -137,8 +139,8 @@ export function toImage(row: ImageRow): Image {
   };
 }
 
-// ---- writes: each takes the transaction it is part of, so callers can add rows (e.g. an outbox
-// event) to the same commit
+// ---- writes: each takes the transaction it is part of, so callers can add rows to the same
+// commit; each writes the outbox event of the change it makes, after the row (whose lock orders them)
 
 const INSERT = `INSERT INTO images (id, sha256, dataset, label, split, tags, format, width, height, channels, bytes, original_name)
   VALUES ($1, $2, $3, $4, $5, $6::text[], $7, $8, $9, $10, $11, $12)
@@ -163,7 +165,10 @@ export async function insertImage(tx: Tx, image: NewImage): Promise<Image | unde
       image.filename,
     ]),
   );
-  return rows[0] ? toImage(rows[0]) : undefined;
+  if (!rows[0]) return undefined;
+  const created = toImage(rows[0]);
+  await recordEvent(tx, 'created', created);
+  return created;
 }
 
 /** The image with this content in this data set, if any. */
@@ -179,15 +184,16 @@ const INSERT_MANY = `INSERT INTO images (id, sha256, dataset, label, split, tags
   FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[], $9::int[], $10::int[], $11::int8[], $12::text[])
     AS r(id, sha256, label, split, format, width, height, channels, bytes, original_name)
   ON CONFLICT (dataset, sha256) DO NOTHING
-  RETURNING sha256`;
+  RETURNING ${COLUMNS}`;
 
 /**
- * Inserts many images of one data set in one statement (arrays unnested into rows); content the
- * data set already holds, or that repeats within the batch, is skipped. Returns the hashes stored.
+ * Inserts many images of one data set in one statement (arrays unnested into rows), and their
+ * created events in one more; content the data set already holds, or that repeats within the batch,
+ * is skipped. Returns the hashes stored.
  */
 export async function insertImages(tx: Tx, dataset: string, tags: string[], images: NewImage[]): Promise<string[]> {
   if (images.length === 0) return [];
-  const { rows } = await tx.query<{ sha256: string }>(
+  const { rows } = await tx.query<ImageRow>(
     prepared(INSERT_MANY, [
       dataset,
       tags,
@@ -203,7 +209,10 @@ export async function insertImages(tx: Tx, dataset: string, tags: string[], imag
       images.map((i) => i.filename),
     ]),
   );
-  return rows.map((row) => row.sha256);
+  const created = rows.map(toImage);
+  // one more statement per batch, not one per row
+  await recordEvents(tx, 'created', created);
+  return created.map((image) => image.sha256);
 }
 
 /** Changes label, split or tags; undefined when there is no such image. */
@@ -225,13 +234,19 @@ export async function updateImage(tx: Tx, id: string, patch: ImagePatch): Promis
   const { rows } = await tx.query<ImageRow>(
     prepared(`UPDATE images SET ${sets.join(', ')} WHERE id = $1 RETURNING ${COLUMNS}`, values),
   );
-  return rows[0] ? toImage(rows[0]) : undefined;
+  if (!rows[0]) return undefined;
+  const updated = toImage(rows[0]);
+  await recordEvent(tx, 'updated', updated);
+  return updated;
 }
 
 /** Deletes an image row; returns what it was, or undefined when there was none. */
 export async function deleteImage(tx: Tx, id: string): Promise<Image | undefined> {
   const { rows } = await tx.query<ImageRow>(prepared(`DELETE FROM images WHERE id = $1 RETURNING ${COLUMNS}`, [id]));
-  return rows[0] ? toImage(rows[0]) : undefined;
+  if (!rows[0]) return undefined;
+  const deleted = toImage(rows[0]);
+  await recordEvent(tx, 'deleted', deleted);
+  return deleted;
 }
 
 // ---- reads

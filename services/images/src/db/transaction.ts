@@ -5,6 +5,18 @@ import type pg from 'pg';
 /** A connection inside an open transaction; every write function takes one. */
 export type Tx = pg.ClientBase;
 
+const commitHooks = new WeakMap<Tx, Array<() => void>>();
+
+/**
+ * Runs `hook` once the transaction `tx` belongs to has committed (not at all when it rolls back);
+ * e.g. waking the outbox relay only when there is something it can see.
+ */
+export function afterCommit(tx: Tx, hook: () => void): void {
+  const hooks = commitHooks.get(tx);
+  if (hooks) hooks.push(hook);
+  else commitHooks.set(tx, [hook]);
+}
+
 /**
  * Runs `work` in one transaction on one pooled connection: COMMIT when it resolves, ROLLBACK when
  * it throws. A connection whose ROLLBACK fails (the server went away) is dropped from the pool
@@ -23,8 +35,12 @@ export async function withTransaction<T>(
       await client.query(first ? `BEGIN; ${first}` : 'BEGIN');
       const result = await work(client);
       await client.query('COMMIT');
+      const hooks = commitHooks.get(client);
+      commitHooks.delete(client);
+      if (hooks) runHooks(hooks);
       return result;
     } catch (err) {
+      commitHooks.delete(client);
       await client.query('ROLLBACK').catch((rollbackError: Error) => {
         broken = rollbackError;
       });
@@ -33,6 +49,17 @@ export async function withTransaction<T>(
       client.release(broken);
     }
   });
+}
+
+// the transaction has committed: a failing hook must not turn that into an error for the caller
+function runHooks(hooks: Array<() => void>): void {
+  for (const hook of hooks) {
+    try {
+      hook();
+    } catch {
+      // nothing to undo
+    }
+  }
 }
 
 const names = new Map<string, string>();

@@ -1,0 +1,38 @@
+import type { ImagesConfig } from '../config.ts';
+import type { RelayHooks, RelaySettings } from './relay.ts';
+import type { StreamSettings } from './stream.ts';
+
+/** What the images app needs for events beyond the outbox rows it always writes. */
+export interface EventsOptions {
+  natsUrl: string;
+  stream: StreamSettings;
+  relay: RelaySettings;
+  /** How often an open feed sends a comment line so proxies keep it open. */
+  heartbeatMs: number;
+  /** false: connect and serve the feed, but leave publishing to other processes (tests). */
+  relayEnabled?: boolean;
+  hooks?: RelayHooks;
+}
+
+/** The events settings from the validated environment. */
+export function eventsOptions(config: ImagesConfig): EventsOptions {
+  return {
+    natsUrl: config.NATS_URL,
+    stream: {
+      name: config.EVENTS_STREAM,
+      subjectPrefix: config.EVENTS_SUBJECT_PREFIX,
+      duplicateWindowMs: config.EVENTS_DUPLICATE_WINDOW_MS,
+      maxAgeMs: config.EVENTS_MAX_AGE_MS,
+      maxBytes: config.EVENTS_MAX_BYTES,
+      replicas: config.EVENTS_REPLICAS,
+    },
+    relay: {
+      batch: config.OUTBOX_BATCH,
+      pollMs: config.OUTBOX_POLL_MS,
+      publishTimeoutMs: config.OUTBOX_PUBLISH_TIMEOUT_MS,
+      retentionMs: config.OUTBOX_RETENTION_MS,
+      pruneEveryMs: config.OUTBOX_PRUNE_INTERVAL_MS,
+    },
+    heartbeatMs: config.EVENTS_HEARTBEAT_MS,
+  };
+}
