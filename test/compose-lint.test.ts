@@ -7,10 +7,22 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { DCLinter } from 'dclint';
-import { validate } from 'dockerfile-utils';
+import { ValidationSeverity, validate } from 'dockerfile-utils';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const COMPOSE_FILES = ['docker-compose.yml', 'docker-compose.test.yml'];
+
+/** What dclint reports per message (its published types do not resolve under nodenext). */
+interface LintMessage {
+  rule: string;
+  message: string;
+  line: number;
+}
+
+function composeMessages(linter: DCLinter, path: string): LintMessage[] {
+  const results = linter.lintFiles([path], false) as Array<{ messages: LintMessage[] }>;
+  return results.flatMap((r) => r.messages);
+}
 
 /**
  * dclint with the rules that find mistakes on (schema, duplicate ports or names, build beside image,
@@ -45,8 +57,8 @@ function composeLinter(overrideFile: boolean): DCLinter {
 }
 
 function lintCompose(file: string): string[] {
-  const results = composeLinter(file !== 'docker-compose.yml').lintFiles([join(root, file)], false);
-  return results.flatMap((r) => r.messages.map((m) => `${file}:${m.line} ${m.rule}: ${m.message}`));
+  const messages = composeMessages(composeLinter(file !== 'docker-compose.yml'), join(root, file));
+  return messages.map((m) => `${file}:${m.line} ${m.rule}: ${m.message}`);
 }
 
 describe('Compose files', () => {
@@ -58,9 +70,7 @@ describe('Compose files', () => {
 
   test('a key the Compose Specification does not know fails the check', () => {
     const bad = join(root, 'test', 'fixtures', 'compose-unknown-key.yml');
-    const messages = composeLinter(false)
-      .lintFiles([bad], false)
-      .flatMap((r) => r.messages);
+    const messages = composeMessages(composeLinter(false), bad);
     assert.ok(
       messages.some((m) => m.rule === 'invalid-schema' && /additional properties/.test(m.message)),
       JSON.stringify(messages),
@@ -107,17 +117,18 @@ describe('Dockerfiles', () => {
   for (const file of dockerfiles) {
     test(`${file} has no problems dockerfile-utils reports`, () => {
       const text = readFileSync(join(root, file), 'utf8');
+      const error = ValidationSeverity.ERROR;
       const diagnostics = validate(text, {
-        deprecatedMaintainer: 'error',
-        directiveCasing: 'error',
-        emptyContinuationLine: 'error',
-        instructionCasing: 'error',
-        instructionCmdMultiple: 'error',
-        instructionEntrypointMultiple: 'error',
-        instructionHealthcheckMultiple: 'error',
-        instructionJSONInSingleQuotes: 'error',
-        instructionWorkdirRelative: 'error',
-      } as Parameters<typeof validate>[1]);
+        deprecatedMaintainer: error,
+        directiveCasing: error,
+        emptyContinuationLine: error,
+        instructionCasing: error,
+        instructionCmdMultiple: error,
+        instructionEntrypointMultiple: error,
+        instructionHealthcheckMultiple: error,
+        instructionJSONInSingleQuotes: error,
+        instructionWorkdirRelative: error,
+      });
       assert.deepEqual(
         diagnostics.map((d) => `${file}:${d.range.start.line + 1} ${d.message}`),
         [],
