@@ -4,6 +4,7 @@ import { errorHandler, notFoundHandler } from './errors.ts';
 import { type ReadinessCheck, registerHealth } from './health.ts';
 import { loggerOptions, QuietRequestLog, requestId } from './logger.ts';
 import { registerMetrics } from './metrics.ts';
+import { type BodyContent, type OpenApiOptions, registerOpenApi } from './openapi.ts';
 import { strictBodyTypes } from './validation.ts';
 
 /** What createService needs to know about the service it builds. */
@@ -13,14 +14,16 @@ export interface ServiceOptions {
   readiness?: Record<string, ReadinessCheck>;
   readinessTimeoutMs?: number;
   fastify?: FastifyServerOptions;
+  /** Describe the routes in an OpenAPI document generated from their schemas. */
+  openapi?: OpenApiOptions;
 }
 
 declare module 'fastify' {
   interface FastifySchema {
-    /** One line for the OpenAPI document. */
-    summary?: string;
-    description?: string;
-    tags?: string[];
+    /** A body the handler reads itself (multipart, raw bytes), by content type: documented, not validated. */
+    bodyContent?: BodyContent;
+    /** A write that takes no body, said so the schema check knows it was not forgotten. */
+    noBody?: true;
   }
   interface FastifyInstance {
     /** The app's own Prometheus registry, for service-specific metrics. */
@@ -45,6 +48,8 @@ export function createService(options: ServiceOptions): FastifyInstance {
     reply.header('x-request-id', request.id);
     done();
   });
+  // before any route, so the document sees every one
+  if (options.openapi) registerOpenApi(app, options.openapi);
   strictBodyTypes(app);
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);

@@ -25,6 +25,14 @@ export {
   withDatabase,
 } from './migrate.ts';
 export {
+  type BodyContent,
+  missingSchemas,
+  type OpenApiOptions,
+  registeredRoutes,
+  registerOpenApi,
+  underPrefix,
+} from './openapi.ts';
+export {
   createPool,
   isPostgresUnavailable,
   type PoolOptions,
