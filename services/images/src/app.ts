@@ -1,5 +1,5 @@
 import { access, constants } from 'node:fs/promises';
-import { createService, postgresReadiness } from '@berth/service-kit';
+import { createService, postgresReadiness, underPrefix } from '@berth/service-kit';
 import fastifyMultipart from '@fastify/multipart';
 import type pg from 'pg';
 import type { ImagesConfig } from './config.ts';
@@ -63,6 +63,12 @@ export function buildApp(config: AppConfig, deps: ImagesDeps) {
   const app = createService({
     name: 'images',
     logLevel: config.LOG_LEVEL,
+    openapi: {
+      title: 'berth images',
+      description: 'A content-addressed image store for ML data sets, queryable by label, split and tag',
+      route: '/images/openapi.json',
+      include: underPrefix('/images'),
+    },
     readiness: {
       // not ready until the migrate step has created the tables
       postgres: postgresReadiness(pool, 'SELECT 1 FROM images LIMIT 0'),

@@ -146,6 +146,56 @@ export const LabelList = Type.Object({
   ),
 });
 
+/** A response of bytes in one of the given content types (files, thumbnails, archives): documented, not serialized. */
+export function Binary(description: string, types: string[]) {
+  const schema = { type: 'string', format: 'binary' };
+  return { description, content: Object.fromEntries(types.map((type) => [type, { schema }])) };
+}
+
+/** A 304 to a conditional GET: no body. */
+export const NotModified = {
+  description: 'Not modified: the copy the client holds (If-None-Match) is current',
+  type: 'null',
+};
+
+const FileField = { type: 'string', format: 'binary' };
+const Text = (description: string) => ({ type: 'string', description });
+
+/** POST /images body, read by the route itself: a multipart form or the raw image bytes. */
+export const UploadBody = {
+  'multipart/form-data': {
+    schema: {
+      type: 'object',
+      required: ['file'],
+      properties: {
+        file: FileField,
+        dataset: Text(`${RULES.dataset}; default "default"`),
+        label: Text(RULES.label),
+        split: Text(RULES.split),
+        tags: Text(RULES.tags),
+        filename: Text('must be at most 255 characters'),
+      },
+    },
+  },
+  'image/*': { schema: FileField },
+};
+
+/** POST /images/imports body, read by the route itself: the data set files and what they are. */
+export const ImportBody = {
+  'multipart/form-data': {
+    schema: {
+      type: 'object',
+      required: ['dataset', 'files'],
+      properties: {
+        dataset: Text(RULES.dataset),
+        split: Text(`${RULES.split}; for formats whose files do not say`),
+        format: { type: 'string', enum: ['idx', 'cifar10', 'imagefolder'], description: 'detected when left out' },
+        files: { type: 'array', items: FileField, description: 'the data set files, up to 16' },
+      },
+    },
+  },
+};
+
 /** Error answers most routes can give. */
 export const Errors = { 400: ErrorResponse, 503: ErrorResponse };
 

@@ -2,7 +2,7 @@ import { ErrorResponse, httpError } from '@berth/service-kit';
 import type { FastifyInstance } from 'fastify';
 import type { ImageReader } from '../db/images.ts';
 import { exportDataset } from '../export.ts';
-import { DatasetList, DatasetParams, Errors, LabelList, LabelsQuery } from '../schemas.ts';
+import { Binary, DatasetList, DatasetParams, Errors, LabelList, LabelsQuery } from '../schemas.ts';
 import type { Store } from '../storage/store.ts';
 
 /** GET /images/datasets, GET /images/labels (counts per data set, label and split) and the export. */
@@ -36,7 +36,11 @@ export function datasetRoutes(app: FastifyInstance, images: ImageReader, store: 
       schema: {
         summary: 'The data set as an ImageFolder tar (<split>/<label>/<id>.<ext>), streamed',
         params: DatasetParams,
-        response: { 404: ErrorResponse, ...Errors },
+        response: {
+          200: Binary('The data set as an ImageFolder tar archive', ['application/x-tar']),
+          404: ErrorResponse,
+          ...Errors,
+        },
       },
     },
     async (request, reply) => {

@@ -6,9 +6,14 @@ import { CONTENT_TYPES, type FileRef, type ImageReader } from '../db/images.ts';
 import type { FileCache } from '../file-cache.ts';
 import { etagMatches, parseRange } from '../range.ts';
 import type { RefCache } from '../ref-cache.ts';
-import { Errors, IdParams, ThumbnailQuery } from '../schemas.ts';
+import { Binary, Errors, IdParams, NotModified, ThumbnailQuery } from '../schemas.ts';
 import type { Store } from '../storage/store.ts';
 import type { Thumbnails } from '../thumbnails.ts';
+
+/** A response of image bytes in any stored format. */
+function FileBytes(description: string) {
+  return Binary(description, [...new Set(Object.values(CONTENT_TYPES))]);
+}
 
 /** Files up to this size are read whole and sent in one write; larger ones are streamed. */
 const READ_WHOLE = 256 * 1024;
@@ -93,7 +98,15 @@ export function fileRoutes(
       schema: {
         summary: 'The image bytes: strong ETag from the content hash, Range requests, cached as immutable',
         params: IdParams,
-        response: { 404: ErrorResponse, 416: ErrorResponse, ...Errors },
+        response: {
+          200: FileBytes('The image bytes, in the format it was stored in'),
+          206: FileBytes('The requested byte range of the image (Content-Range says which)'),
+          304: NotModified,
+          404: ErrorResponse,
+          416: ErrorResponse,
+          500: ErrorResponse,
+          ...Errors,
+        },
       },
     },
     async (request, reply) => {
@@ -122,7 +135,13 @@ export function fileRoutes(
         summary: 'A WebP thumbnail that fits in size x size (64, 128 or 256), made once and kept',
         params: IdParams,
         querystring: ThumbnailQuery,
-        response: { 404: ErrorResponse, ...Errors },
+        response: {
+          200: Binary('The thumbnail', ['image/webp']),
+          304: NotModified,
+          404: ErrorResponse,
+          500: ErrorResponse,
+          ...Errors,
+        },
       },
     },
     async (request, reply) => {

@@ -11,7 +11,7 @@ import { uuidv7 } from '../ids.ts';
 import type { ImportRunner } from '../imports/runner.ts';
 import { checkDataset, checkSplit, shown } from '../names.ts';
 import { checkDeclaredLength, cleanFilename, MULTIPART_ALLOWANCE, tooLarge } from '../receive.ts';
-import { Errors, IdParams } from '../schemas.ts';
+import { Errors, IdParams, ImportBody } from '../schemas.ts';
 import { type Store, TooLarge } from '../storage/store.ts';
 
 /** The limits an import upload is held to. */
@@ -111,6 +111,7 @@ export function importRoutes(
       schema: {
         summary:
           'Import a data set: multipart/form-data with dataset, optional split and format (idx, cifar10, imagefolder) and the files. 202 with the job',
+        bodyContent: ImportBody,
         response: { 202: JobSchema, 413: ErrorResponse, 415: ErrorResponse, 422: ErrorResponse, ...Errors },
       },
     },
@@ -184,6 +185,7 @@ export function importRoutes(
       schema: {
         summary: 'Queue an interrupted import again; it resumes after its last committed batch',
         params: IdParams,
+        noBody: true,
         response: { 202: JobSchema, 404: ErrorResponse, 409: ErrorResponse, ...Errors },
       },
     },

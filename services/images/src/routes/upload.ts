@@ -5,7 +5,7 @@ import { acceptImage } from '../accept.ts';
 import { uploadFields } from '../fields.ts';
 import type { UploadFields } from '../ingest.ts';
 import { checkDeclaredLength, MULTIPART_ALLOWANCE, receiveImage } from '../receive.ts';
-import { Errors, Image, type UploadInput, UploadQuery } from '../schemas.ts';
+import { Errors, Image, UploadBody, type UploadInput, UploadQuery } from '../schemas.ts';
 import type { Store } from '../storage/store.ts';
 
 /** The limits an upload is held to. */
@@ -23,6 +23,7 @@ export function uploadRoutes(app: FastifyInstance, pool: pg.Pool, store: Store, 
         summary:
           'Store one image: multipart/form-data (file, dataset, label, split, tags) or a raw image/* body with the fields in the query. 201 when new, 200 with the existing record for the same bytes in the same data set',
         querystring: UploadQuery,
+        bodyContent: UploadBody,
         response: {
           200: Image,
           201: Image,
