@@ -1,4 +1,4 @@
-import { createService } from '@berth/service-kit';
+import { createService, underPrefix } from '@berth/service-kit';
 import type { Redis } from 'ioredis';
 import type { CounterConfig } from './config.ts';
 import { counterRepository } from './repository.ts';
@@ -17,6 +17,12 @@ export function buildApp(config: CounterConfig, deps: CounterDeps) {
     name: 'counter',
     logLevel: config.LOG_LEVEL,
     readiness: { redis: () => redis.ping() },
+    openapi: {
+      title: 'berth counter',
+      description: 'Named counters in Redis, and the Docker Compose sample’s hit counter at /',
+      route: '/counter/openapi.json',
+      include: underPrefix('/counter', '/'),
+    },
   });
   const counters = counterRepository(redis);
   hitsRoutes(app, counters);

@@ -1,3 +1,4 @@
+import { ErrorResponse } from '@berth/service-kit';
 import type { FastifyInstance } from 'fastify';
 import type { CounterRepository } from '../repository.ts';
 
@@ -8,7 +9,10 @@ export function hitsRoutes(app: FastifyInstance, counters: CounterRepository) {
     {
       schema: {
         summary: 'The Docker Compose sample: counts and reports visits',
-        response: { 200: { type: 'string' } },
+        response: {
+          200: { description: 'The page', content: { 'text/plain': { schema: { type: 'string' } } } },
+          503: ErrorResponse,
+        },
       },
     },
     async (_request, reply) => {
