@@ -1,4 +1,4 @@
-import { createService, postgresReadiness } from '@berth/service-kit';
+import { createService, postgresReadiness, underPrefix } from '@berth/service-kit';
 import fastifyAccepts from '@fastify/accepts';
 import type pg from 'pg';
 import type { JokesConfig } from './config.ts';
@@ -25,6 +25,12 @@ export function buildApp(config: Pick<JokesConfig, 'LOG_LEVEL'>, deps: JokesDeps
     // not ready until the migrate step has created the table
     readiness: { postgres: postgresReadiness(pool, 'SELECT 1 FROM jokes LIMIT 0') },
     fastify: { frameworkErrors },
+    openapi: {
+      title: 'berth jokes',
+      description: 'JokesDB: jokes in PostgreSQL with search, random picks, categories and flags',
+      route: '/jokes/openapi.json',
+      include: underPrefix('/jokes'),
+    },
   });
   app.register(fastifyAccepts);
   strictJsonBodies(app);
