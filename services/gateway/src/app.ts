@@ -13,8 +13,11 @@ import {
   requestTargetError,
   serverOptions,
 } from './limits.ts';
+import { type GatewayMetrics, gatewayMetrics } from './metrics.ts';
+import { OpenApiCatalog, type OpenApiDocument } from './openapi.ts';
 import { createRateLimiting } from './rate-limit.ts';
 import { upstreamChecks } from './readiness.ts';
+import { docsRoutes } from './routes/docs.ts';
 import { proxyRoutes } from './routes/proxy.ts';
 import { uiRoutes } from './routes/ui.ts';
 import { securityHeaders } from './security-headers.ts';
@@ -28,6 +31,9 @@ export interface GatewayDeps {
   /** Where rate-limit counts are shared between replicas; without it each process counts alone. */
   redis?: Redis;
 }
+
+/** The gateway's own routes in its document; everything else it serves is forwarded or the docs pages. */
+const GATEWAY_ROUTES = new Set(['/healthz', '/readyz', '/metrics', '/openapi.json']);
 
 /** A check a forwarded request must pass: the error to answer with, or nothing. */
 type Check = (request: FastifyRequest, reply: FastifyReply) => HttpError | undefined;
@@ -47,13 +53,14 @@ function guardHook(checks: Check[]) {
 }
 
 /** A breaker per upstream that logs when its circuit opens and closes; none when CIRCUIT_FAILURES is 0. */
-function circuitBreakers(app: FastifyInstance, config: GatewayConfig) {
+function circuitBreakers(app: FastifyInstance, config: GatewayConfig, metrics: GatewayMetrics) {
   return (upstream: Upstream): CircuitBreaker | undefined => {
     if (config.CIRCUIT_FAILURES === 0) return undefined;
     const breaker = new Breaker({
       failures: config.CIRCUIT_FAILURES,
       cooldownMs: config.CIRCUIT_COOLDOWN_MS,
       onChange(state, b) {
+        metrics.circuit(upstream.name, state);
         const where = { upstream: upstream.name, state };
         if (state === 'open') {
           app.log.warn({ ...where, failures: b.failures }, `circuit to ${upstream.name} opened; answering 503 at once`);
@@ -90,7 +97,17 @@ export function buildApp(config: GatewayConfig, deps: GatewayDeps = {}) {
       clientErrorHandler: clientErrorHandler(config, () => headersForRawAnswers()),
       frameworkErrors: frameworkErrorHandler(() => headersForRawAnswers()),
     },
+    openapi: {
+      title: 'berth gateway',
+      description: 'The gateway’s own routes',
+      // the forwarded paths are described by the services' own documents
+      include: (url) => GATEWAY_ROUTES.has(url),
+    },
   });
+  const metrics = gatewayMetrics(
+    app.metrics,
+    list.filter((u) => u.url).map((u) => u.name),
+  );
   const headers = config.SECURITY_HEADERS_ENABLED ? securityHeaders(app) : undefined;
   if (headers) headersForRawAnswers = headers.read;
   app.addHook('onRequest', function firstChecks(request, reply, done) {
@@ -121,16 +138,34 @@ export function buildApp(config: GatewayConfig, deps: GatewayDeps = {}) {
 
   // the rate limit first, so token guesses are limited too
   const checks: Check[] = [];
-  if (rateLimiting) checks.push(rateLimiting.check);
+  if (rateLimiting) {
+    const { check } = rateLimiting;
+    checks.push((request, reply) => {
+      const refused = check(request, reply);
+      if (refused) metrics.rateLimited();
+      return refused;
+    });
+  }
   if (checker) checks.push(tokenCheck(checker));
   const guard = guardHook(checks);
   proxyRoutes(app, list, config, {
     guard(scope) {
       if (guard) scope.addHook('onRequest', guard);
     },
-    breakerFor: circuitBreakers(app, config),
+    breakerFor: circuitBreakers(app, config, metrics),
     bodyLimit: bodyLimits(config),
   });
   uiRoutes(app, config.UI_DIR);
+
+  const catalog = new OpenApiCatalog(list, {
+    own: () => app.swagger() as unknown as OpenApiDocument,
+    timeoutMs: config.READY_TIMEOUT_MS,
+    refreshMs: config.OPENAPI_REFRESH_MS,
+    onError: (name, err) => app.log.debug({ upstream: name, err: err.message }, 'OpenAPI document not fetched'),
+  });
+  docsRoutes(app, catalog);
+  // once listening (a built app that only answers inject() fetches on the first ask)
+  app.addHook('onListen', async () => catalog.start());
+  app.addHook('onClose', async () => catalog.stop());
   return app;
 }

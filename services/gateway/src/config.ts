@@ -21,6 +21,8 @@ export const GatewayEnv = Type.Object({
   UPSTREAM_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 30_000 }),
   UPSTREAM_RETRY: Type.Boolean({ default: true }),
   READY_TIMEOUT_MS: Type.Integer({ minimum: 50, maximum: 10_000, default: 1000 }),
+  // the services' OpenAPI documents are fetched at start and then this often; 0 only while one is missing
+  OPENAPI_REFRESH_MS: Type.Integer({ minimum: 0, maximum: 86_400_000, default: 300_000 }),
 
   // circuit breaker per upstream; 0 failures turns it off
   CIRCUIT_FAILURES: Type.Integer({ minimum: 0, maximum: 1000, default: 5 }),
