@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { createService, type ReadinessCheck, runCheck } from '../src/index.ts';
+import { advisory, createService, type ReadinessCheck, runCheck } from '../src/index.ts';
 
 const up: ReadinessCheck = async () => 'PONG';
 const refused: ReadinessCheck = async () => {
@@ -30,6 +30,20 @@ describe('GET /healthz', () => {
 });
 
 describe('GET /readyz', () => {
+  test('an advisory check that is down degrades the answer but keeps it 200; a required one still fails it', async (t) => {
+    const app = buildDemo({ db: up, nats: advisory(refused) });
+    t.after(() => app.close());
+    const res = await app.inject('/readyz');
+    assert.equal(res.statusCode, 200);
+    assert.equal(res.json().status, 'degraded');
+    assert.equal(res.json().checks.nats.status, 'down');
+    const both = buildDemo({ db: refused, nats: advisory(refused) });
+    t.after(() => both.close());
+    const failed = await both.inject('/readyz');
+    assert.equal(failed.statusCode, 503);
+    assert.match(failed.json().message, /^Not ready: db is down$/);
+  });
+
   test('answers 200 with every check up', async (t) => {
     const app = buildDemo({ db: up, cache: up });
     t.after(() => app.close());
