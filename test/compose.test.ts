@@ -4,9 +4,8 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { loadConfig } from '@berth/service-kit';
-import type { TObject } from 'typebox';
 import {
   buildArgsOf,
   type ComposeFile,
@@ -24,7 +23,8 @@ import {
   urlTarget,
 } from '../scripts/lib/compose.ts';
 import { interpolate } from '../scripts/lib/interpolate.ts';
-import { migratableServices, migrationPlan } from '../scripts/lib/migrate.ts';
+import { migrationPlan } from '../scripts/lib/migrate.ts';
+import { assertEnvironmentFits, configSchema, processEnvironments, withMigrations } from './helpers/env-schemas.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const composePath = join(root, 'docker-compose.yml');
@@ -41,7 +41,6 @@ const infraServices = services.filter(([, s]) => !isNodeService(s) && !isOneShot
 const longRunning = services.filter(([, s]) => !isOneShot(s));
 /** Services `docker compose up` starts; the others sit behind a profile (pgAdmin under `tools`). */
 const inDefaultProfile = ([, s]: [string, ComposeService]) => !(s.profiles as string[] | undefined)?.length;
-const withMigrations = migratableServices(root, ['counter', 'gateway', 'images', 'jokes']);
 
 /** DESIGN.md's port table, by Compose service (the worker's own port serves health and metrics). */
 const DESIGN_PORTS: Record<string, number> = {
@@ -90,55 +89,6 @@ function scriptOf(service: ComposeService): string {
   return argv.slice(1).find((arg) => !arg.startsWith('-')) ?? 'src/main.ts';
 }
 
-const capitalized = (word: string) => `${word[0]?.toUpperCase()}${word.slice(1)}`;
-
-const schemas = new Map<string, TObject>();
-/**
- * A service's env schema: <Service>Env from src/config.ts for src/main.ts; for another script
- * <Script>Env from src/<script>-config.ts when that file exists, else from src/config.ts
- * (src/worker.ts: WorkerEnv in src/worker-config.ts; src/migrate.ts: MigrateEnv in src/config.ts).
- */
-async function configSchema(dir: string, script = 'src/main.ts'): Promise<TObject> {
-  const key = `${dir}:${script}`;
-  const cached = schemas.get(key);
-  if (cached) return cached;
-  const base = script === 'src/main.ts' ? dir : (script.split('/').pop()?.replace(/\.ts$/, '') ?? dir);
-  const own = join(root, 'services', dir, 'src', `${base}-config.ts`);
-  const file = existsSync(own) ? own : join(root, 'services', dir, 'src', 'config.ts');
-  const shown = file.slice(root.length);
-  assert.ok(existsSync(file), `${shown} does not exist, but "${dir}" is in docker-compose.yml`);
-  const exportName = `${capitalized(base)}Env`;
-  const module = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
-  const schema = module[exportName] as TObject | undefined;
-  assert.ok(schema?.properties, `${shown} must export the env schema of ${script} as "${exportName}"`);
-  schemas.set(key, schema);
-  return schema;
-}
-
-/**
- * The environments a Compose Node service's processes get, each with the schema it must pass: one for
- * a service's script, one per service for the repository-wide migrate step (scripts/migrate.ts hands
- * <SERVICE>_X to that service's src/migrate.ts as X).
- */
-async function processEnvironments(
-  name: string,
-  service: ComposeService,
-): Promise<Array<{ label: string; env: Record<string, string>; schema: TObject }>> {
-  const env = environmentOf(service);
-  const script = scriptOf(service);
-  if (dirOf(service)) return [{ label: name, env, schema: await configSchema(dirOf(service), script) }];
-  assert.equal(script, 'scripts/migrate.ts', `${name}: a repository-wide step must run scripts/migrate.ts`);
-  const plan = migrationPlan(env, withMigrations);
-  assert.ok(plan.length > 0, `${name}: sets no <SERVICE>_DATABASE_URL`);
-  return Promise.all(
-    plan.map(async (m) => ({
-      label: `${name} (${m.service})`,
-      env: m.env,
-      schema: await configSchema(m.service, 'src/migrate.ts'),
-    })),
-  );
-}
-
 describe('docker-compose.yml', () => {
   test('has every service of the backend, the migrate step, the infrastructure and pgAdmin', () => {
     const expected = ['gateway', 'counter', 'jokes', 'images', 'images-worker', 'migrate', 'redis', 'db', 'nats'];
@@ -183,13 +133,13 @@ describe('docker-compose.yml', () => {
 
   test('every env name given to a Node service is one its config schema accepts, with a valid value', async () => {
     for (const [name, service] of nodeServices) {
-      for (const { label, env, schema } of await processEnvironments(name, service)) {
-        const accepted = Object.keys(schema.properties);
-        for (const key of Object.keys(env)) {
-          assert.ok(accepted.includes(key), `${label}: ${key} is not in its config schema (${accepted.join(', ')})`);
-        }
-        assert.doesNotThrow(() => loadConfig(schema, env), `${label}: its Compose environment does not validate`);
-      }
+      const envs = await processEnvironments(
+        name,
+        dirOf(service) || undefined,
+        scriptOf(service),
+        environmentOf(service),
+      );
+      for (const proc of envs) assertEnvironmentFits(proc);
     }
   });
 
