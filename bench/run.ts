@@ -72,7 +72,7 @@ function gatewayEnv(): Record<string, string> {
 /** Creates the private database a service works on, with its schema and data, before it starts. */
 async function prepareData(name: UpstreamName): Promise<void> {
   if (name === 'images') {
-    imagesState = await prepareImagesBench(options.databaseUrl);
+    imagesState = await prepareImagesBench(options.databaseUrl, options.natsUrl);
     log(`images database ${databaseName(imagesState.env.DATABASE_URL)}, IMAGES_DIR ${imagesState.env.IMAGES_DIR}`);
     return;
   }
@@ -123,6 +123,7 @@ async function main(): Promise<number> {
     databaseUrls,
     keyPrefix,
     apiToken,
+    serviceEnv,
     signal: controller.signal,
     log,
   };

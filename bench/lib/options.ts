@@ -11,6 +11,8 @@ export const BenchEnv = Type.Object({
   BENCH_RATE: Type.Integer({ minimum: 1, maximum: 100_000, default: 1000, description: 'fixed-rate req/s' }),
   REDIS_URL: urlEnv(['redis', 'rediss'], 'redis://127.0.0.1:6379'),
   DATABASE_URL: urlEnv(['postgres', 'postgresql'], 'postgres://postgres@127.0.0.1:5432/postgres'),
+  NATS_URL: urlEnv(['nats'], 'nats://127.0.0.1:4222'),
+  BENCH_IMAGES: Type.Integer({ minimum: 100, maximum: 1_000_000, default: 60_000, description: 'images imported' }),
 });
 
 /** Validated benchmark settings plus the scenarios picked on the command line. */
@@ -23,6 +25,10 @@ export interface BenchOptions {
   redisUrl: string;
   /** A PostgreSQL server URL; scenarios create their private databases on it and drop them after. */
   databaseUrl: string;
+  /** NATS with JetStream; the images scenario makes a stream of its own there and deletes it after. */
+  natsUrl: string;
+  /** How many images the images scenario imports. */
+  images: number;
   /** Scenario names from --only; empty means all. */
   only: string[];
 }
@@ -43,6 +49,8 @@ export function usage(scenarios: string[]): string {
     '  REDIS_URL          Redis the counter and the baseline use (default redis://127.0.0.1:6379)',
     '  DATABASE_URL       PostgreSQL server the run creates its private databases on',
     '                     (default postgres://postgres@127.0.0.1:5432/postgres)',
+    '  NATS_URL           NATS with JetStream for the images events (default nats://127.0.0.1:4222)',
+    '  BENCH_IMAGES       images in the IDX import of the images scenario (default 60000)',
     '  BENCH_PYTHON       Python with flask, redis and gunicorn for the baseline (default /usr/bin/python3)',
   ].join('\n');
 }
@@ -75,6 +83,8 @@ export function readOptions(argv: string[], scenarios: string[]): BenchOptions {
     rate: env.BENCH_RATE,
     redisUrl: env.REDIS_URL,
     databaseUrl: env.DATABASE_URL,
+    natsUrl: env.NATS_URL,
+    images: env.BENCH_IMAGES,
     only,
   };
 }

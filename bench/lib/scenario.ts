@@ -15,6 +15,8 @@ export interface BenchContext {
   keyPrefix: string;
   /** A token the gateway accepts for writes (its API_TOKENS). */
   apiToken: string;
+  /** The env a started service was given beyond PORT, HOST and LOG_LEVEL (its database, volume, stream). */
+  serviceEnv(name: UpstreamName): Record<string, string>;
   /** Aborted on Ctrl-C; pass it to every load run. */
   signal: AbortSignal;
   /** Prints a progress line. */

@@ -74,6 +74,12 @@ export class Stack {
     return proc;
   }
 
+  /** Stops one process the way stop() does and forgets it, so it does not count as crashed. */
+  async stopOne(proc: Running): Promise<void> {
+    this.#running = this.#running.filter((other) => other !== proc);
+    await terminate(proc);
+  }
+
   /** Processes that exited while they should have been serving. */
   crashed(): Running[] {
     return this.#running.filter((proc) => proc.exited !== null);
@@ -88,15 +94,18 @@ export class Stack {
   async stop(): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
-    for (const proc of [...this.#running].reverse()) {
-      if (proc.exited) continue;
-      const exited = once(proc.child, 'exit');
-      proc.child.kill('SIGTERM');
-      const timer = setTimeout(() => proc.child.kill('SIGKILL'), STOP_GRACE_MS);
-      await exited;
-      clearTimeout(timer);
-    }
+    for (const proc of [...this.#running].reverse()) await terminate(proc);
   }
+}
+
+/** SIGTERM, then SIGKILL if the process is still there after the grace period. */
+async function terminate(proc: Running): Promise<void> {
+  if (proc.exited) return;
+  const exited = once(proc.child, 'exit');
+  proc.child.kill('SIGTERM');
+  const timer = setTimeout(() => proc.child.kill('SIGKILL'), STOP_GRACE_MS);
+  await exited;
+  clearTimeout(timer);
 }
 
 /** Polls readyUrl until it answers 2xx, the process exits, or the time is up. */

@@ -1,6 +1,7 @@
-// The images service's targets (issue 4), through the gateway:
+// The images service's targets (issues 4 and 5), through the gateway:
 //   import of a 60,000-image 28x28 IDX set >= 2,000 images/s, images RSS < 300 MB throughout;
-//   single uploads at 16 concurrent >= 500 images/s; GET /images/:id/file >= 0.7 x GET /.
+//   single uploads at 16 concurrent >= 500 images/s; GET /images/:id/file >= 0.7 x GET /;
+//   the outbox relay keeping up with the import; upload -> images-worker effect p99 <= 1 s at 100/s.
 // Part of npm run bench (alone: npm run bench -- --only images); BENCH_IMAGES sets the import size.
 import { openAsBlob } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -9,14 +10,18 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { dropDatabase, withDatabase } from '@berth/service-kit';
 import autocannon, { type Options } from 'autocannon';
+import { connect } from 'nats';
+import { deleteStream } from '../../services/images/src/events/stream.ts';
 import { encodePng } from '../../services/images/src/formats/index.ts';
 import { prepareDatabase } from '../../services/images/src/setup.ts';
 import type { LoadResult } from '../lib/load.ts';
 import { type BenchContext, type Check, check, type Scenario, type ScenarioReport } from '../lib/scenario.ts';
+import type { Stack } from '../lib/stack.ts';
 import { Samples } from '../lib/stats.ts';
+import { type EffectFigures, measureEffectLatency, startWorker, watchOutbox } from './events.ts';
 
 /** How many images the import target is stated for. */
-export const BENCH_IMAGES = 60_000;
+
 /** Connections for the single-upload run, as the issue states it. */
 export const UPLOAD_CONCURRENCY = 16;
 
@@ -88,7 +93,14 @@ export async function writeBenchIdx(dir: string, count: number): Promise<{ image
 
 /** A private database and IMAGES_DIR for one benchmark run, and how to remove them. */
 export interface ImagesBenchState {
-  env: { DATABASE_URL: string; IMAGES_DIR: string; NODE_OPTIONS: string };
+  env: {
+    DATABASE_URL: string;
+    IMAGES_DIR: string;
+    NODE_OPTIONS: string;
+    NATS_URL: string;
+    EVENTS_STREAM: string;
+    EVENTS_SUBJECT_PREFIX: string;
+  };
   cleanup(): Promise<void>;
 }
 
@@ -103,16 +115,31 @@ export const IMAGES_NODE_OPTIONS = '--max-semi-space-size=4';
  * Creates and migrates a database of the run's own on the given server and a temp IMAGES_DIR:
  * the environment to start the images service with (bench/run.ts passes it in serviceEnv).
  */
-export async function prepareImagesBench(serverUrl: string): Promise<ImagesBenchState> {
-  const name = `bench_images_${process.pid}_${Date.now().toString(36)}`;
-  const url = withDatabase(serverUrl, name);
+export async function prepareImagesBench(serverUrl: string, natsUrl: string): Promise<ImagesBenchState> {
+  const run = `${process.pid}_${Date.now().toString(36)}`;
+  const url = withDatabase(serverUrl, `bench_images_${run}`);
   await prepareDatabase(url);
   const dir = await mkdtemp(join(tmpdir(), 'berth-bench-images-'));
+  // a stream and subjects of the run's own: JetStream refuses two streams with overlapping subjects
+  const stream = `BENCH_IMAGES_${run}`;
   return {
-    env: { DATABASE_URL: url, IMAGES_DIR: dir, NODE_OPTIONS: IMAGES_NODE_OPTIONS },
+    env: {
+      DATABASE_URL: url,
+      IMAGES_DIR: dir,
+      NODE_OPTIONS: IMAGES_NODE_OPTIONS,
+      NATS_URL: natsUrl,
+      EVENTS_STREAM: stream,
+      EVENTS_SUBJECT_PREFIX: `bench_${run}`,
+    },
     async cleanup() {
       await rm(dir, { recursive: true, force: true });
       await dropDatabase(url);
+      const nc = await connect({ servers: natsUrl, timeout: 2000 });
+      try {
+        await deleteStream(nc, stream);
+      } finally {
+        await nc.close();
+      }
     },
   };
 }
@@ -345,9 +372,18 @@ export interface ImagesBenchOptions {
   connections: number;
   /** A token from the gateway's API_TOKENS, for the writes. */
   token?: string;
+  /** The images service's database, for the outbox and the worker's results. */
+  databaseUrl: string;
+  /** The env the images service runs with; the images-worker gets the same. */
+  imagesEnv: Record<string, string>;
+  /** Where the images-worker is started, after the import and upload runs. */
+  stack: Stack;
   signal?: AbortSignal;
   log: (line: string) => void;
 }
+
+/** Uploads a second for the upload-to-worker-effect run, as the issue states it. */
+export const EFFECT_RATE = 100;
 
 function line(label: string, result: LoadResult): string {
   const failed = result.non2xx + result.errors;
@@ -360,12 +396,39 @@ export async function runImagesBench(options: ImagesBenchOptions): Promise<Scena
   const notes: string[] = [];
   const scratch = await mkdtemp(join(tmpdir(), 'berth-bench-idx-'));
   try {
+    // upload -> worker effect first, on an idle worker with uploads at a steady rate; the worker is
+    // then stopped, so the throughput runs below measure the API on its own
+    const worker = await startWorker(options.stack, options.imagesEnv);
+    const effects: EffectFigures = await measureEffectLatency({
+      gatewayUrl,
+      databaseUrl: options.databaseUrl,
+      bodies: uploadBodies(EFFECT_RATE * options.seconds, 11),
+      rate: EFFECT_RATE,
+      seconds: options.seconds,
+      dataset: 'bench-effects',
+      token: options.token ?? '',
+      signal,
+    });
+    await options.stack.stopOne(worker);
+    log(
+      `upload -> worker effect at ${EFFECT_RATE}/s: ${effects.uploads} uploads, p50 ${effects.p50.toFixed(0)} ms, ` +
+        `p99 ${effects.p99.toFixed(0)} ms, max ${effects.max.toFixed(0)} ms${effects.failed ? ` (${effects.failed} failed)` : ''}`,
+    );
+
     log(`generating ${options.images} digit-like 28x28 images as an IDX pair`);
     const files = await writeBenchIdx(scratch, options.images);
-    const imported = await measureImport(gatewayUrl, options.pid, files, 'bench-mnist', options.token, signal);
+    const { result: imported, outbox } = await watchOutbox(
+      options.databaseUrl,
+      () => measureImport(gatewayUrl, options.pid, files, 'bench-mnist', options.token, signal),
+      signal,
+    );
     log(
       `import of ${imported.images} images: ${imported.seconds.toFixed(1)} s, ${imported.imagesPerSecond.toFixed(0)} images/s, ` +
         `images RSS ${imported.startRssMiB.toFixed(0)} MiB before, peak ${imported.peakRssMiB.toFixed(0)} MiB`,
+    );
+    log(
+      `outbox: ${outbox.events} events published at ${outbox.eventsPerSecond.toFixed(0)}/s, ` +
+        `peak backlog ${outbox.peakBacklog}, drained ${outbox.drainSeconds.toFixed(1)} s after the job ended`,
     );
 
     const bodies = uploadBodies(Math.max(2000, options.seconds * 2000), 7);
@@ -420,6 +483,12 @@ export async function runImagesBench(options: ImagesBenchOptions): Promise<Scena
       check('import peak RSS ÷ 300 MB', (imported.peakRssMiB * 1.048576) / 300, '<=', 1, 'x', []),
       check(`uploads/s at ${UPLOAD_CONCURRENCY} ÷ 500`, uploads.rps / 500, '>=', 1, 'x', [uploads]),
       check('GET /images/:id/file ÷ GET /', ratio, '>=', 0.7, 'x', [...file, ...root]),
+      // the relay keeps up when events leave as fast as images arrive: the backlog drains with the job
+      check('outbox events/s ÷ import images/s', outbox.eventsPerSecond / imported.imagesPerSecond, '>=', 0.9, 'x', []),
+      {
+        ...check(`upload -> worker effect p99 at ${EFFECT_RATE}/s`, effects.p99, '<=', 1000, 'ms', []),
+        ...(effects.failed > 0 ? { status: 'invalid' as const } : {}),
+      },
     ];
     const row = (label: string, runs: LoadResult[]) => ({
       label,
@@ -436,13 +505,23 @@ export async function runImagesBench(options: ImagesBenchOptions): Promise<Scena
             row(`POST /images, ${UPLOAD_CONCURRENCY} at once`, [uploads]),
             ...(file.length ? [row('GET /images/:id/file', file), row('GET /', root)] : []),
           ],
-          footer: `import: ${imported.images} images in ${imported.seconds.toFixed(1)} s = ${imported.imagesPerSecond.toFixed(0)} images/s; images RSS peak ${imported.peakRssMiB.toFixed(0)} MiB`,
+          footer:
+            `import: ${imported.images} images in ${imported.seconds.toFixed(1)} s = ${imported.imagesPerSecond.toFixed(0)} images/s; images RSS peak ${imported.peakRssMiB.toFixed(0)} MiB\n` +
+            `outbox during the import: ${outbox.eventsPerSecond.toFixed(0)} events/s, peak backlog ${outbox.peakBacklog}, drained ${outbox.drainSeconds.toFixed(1)} s after the job\n` +
+            `upload -> images-worker effect at ${EFFECT_RATE}/s: p50 ${effects.p50.toFixed(0)} ms, p99 ${effects.p99.toFixed(0)} ms`,
         },
       ],
       checks,
       notes,
-      clean: [uploads, ...file, ...root].every((r) => r.non2xx + r.errors === 0),
-      data: { import: { ...imported, job: undefined }, uploads, fileGets: file, root },
+      clean: [uploads, ...file, ...root].every((r) => r.non2xx + r.errors === 0) && effects.failed === 0,
+      data: {
+        import: { ...imported, job: undefined },
+        outbox,
+        effects,
+        uploads,
+        fileGets: file,
+        root,
+      },
     };
   } finally {
     await rm(scratch, { recursive: true, force: true });
@@ -463,10 +542,13 @@ export const imagesScenario: Scenario = {
       gatewayUrl: ctx.urls.gateway as string,
       pid: images?.child.pid,
       haveCounter: Boolean(ctx.urls.counter),
-      images: Number(process.env.BENCH_IMAGES ?? BENCH_IMAGES),
+      images: ctx.options.images,
       seconds: ctx.options.seconds,
       connections: ctx.options.connections,
       token: ctx.apiToken,
+      databaseUrl: ctx.serviceEnv('images').DATABASE_URL as string,
+      imagesEnv: ctx.serviceEnv('images'),
+      stack: ctx.stack,
       signal: ctx.signal,
       log: ctx.log,
     });
