@@ -13,5 +13,50 @@ export function strictBodyTypes(app: FastifyInstance): void {
   const common = { removeAdditional: false, verbose: true } as const;
   const bodies = build({}, { customOptions: { ...common, coerceTypes: false } });
   const others = build({}, { customOptions: { ...common, coerceTypes: 'array' } });
-  app.setValidatorCompiler((route) => (route.httpPart === 'body' ? bodies(route) : others(route)));
+  app.setValidatorCompiler((route) =>
+    route.httpPart === 'body'
+      ? bodies(route)
+      : (finiteNumbers(others(route), route.schema) as unknown as ReturnType<typeof bodies>),
+  );
+}
+
+type Validate = ((data: unknown) => boolean) & { errors?: unknown[] | null };
+
+function isInfinite(value: unknown): boolean {
+  return typeof value === 'number' && !Number.isFinite(value);
+}
+
+/**
+ * Ajv coerces "Infinity", "-1e309" and the like to an infinite number and lets it past the
+ * schema's minimum and maximum (its coercion accepts any string equal to its own number), so
+ * /jokes/Infinity reached the database as an id. A path, query or header value that came out
+ * infinite is refused like any other value out of range, naming the field and quoting it.
+ */
+function finiteNumbers(validate: Validate, schema: unknown): Validate {
+  const properties = (schema as { properties?: Record<string, { description?: string }> }).properties ?? {};
+  const checked: Validate = (data) => {
+    if (!validate(data)) {
+      checked.errors = validate.errors;
+      return false;
+    }
+    if (data === null || typeof data !== 'object') return true;
+    for (const [name, value] of Object.entries(data)) {
+      if (isInfinite(value) || (Array.isArray(value) && value.some(isInfinite))) {
+        checked.errors = [
+          {
+            keyword: 'maximum',
+            instancePath: `/${name}`,
+            message: 'must be a finite number',
+            params: {},
+            data: String(Array.isArray(value) ? value.find(isInfinite) : value),
+            parentSchema: properties[name],
+          },
+        ];
+        return false;
+      }
+    }
+    checked.errors = null;
+    return true;
+  };
+  return checked;
 }
