@@ -1,4 +1,4 @@
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { aborted, api, query } from '../api.ts';
 import { useLoad } from '../hooks.ts';
 import { Empty, Loading, Problem } from '../status.tsx';
@@ -10,7 +10,11 @@ type Raw = Record<string, unknown>;
 interface LeakPage {
   items: Raw[];
   nextCursor?: string | null;
+  /** Images the worker has not analysed yet: the report is complete when this is 0. */
+  unanalysed?: number;
 }
+
+const PENDING_RETRY_MS = 2000;
 
 /** Test images that near-duplicate train images in a data set: a leak that flatters an evaluation. */
 export function LeaksView({ params }: { params: URLSearchParams }) {
@@ -38,6 +42,13 @@ export function LeaksView({ params }: { params: URLSearchParams }) {
       if (!aborted(error)) setExtra((s) => ({ ...s, loading: false, error }));
     }
   };
+  // while the worker is still analysing images of the data set, the report fills in: ask again
+  const pending = leaks.data?.unanalysed ?? 0;
+  useEffect(() => {
+    if (pending === 0 || leaks.loading) return;
+    const timer = setTimeout(leaks.reload, PENDING_RETRY_MS);
+    return () => clearTimeout(timer);
+  }, [pending, leaks.loading, leaks.reload]);
   const names = datasets.data?.items.map((d) => d.name) ?? [];
   const items = [...(leaks.data?.items ?? []), ...extra.items];
   return (
@@ -68,7 +79,13 @@ export function LeaksView({ params }: { params: URLSearchParams }) {
       </form>
       {datasets.error !== undefined && <Problem error={datasets.error} onRetry={datasets.reload} />}
       {!dataset && <Empty>Choose a data set to check its test split against its train split.</Empty>}
-      {dataset && leaks.loading && <Loading what="Comparing test images with train images" />}
+      {dataset && leaks.loading && !leaks.data && <Loading what="Comparing test images with train images" />}
+      {pending > 0 && (
+        <p class="state loading" role="status">
+          {pending.toLocaleString('en')} image{pending === 1 ? ' is' : 's are'} still being analysed; the report fills
+          in as they are.
+        </p>
+      )}
       {dataset &&
         leaks.error !== undefined &&
         (missingRoute(leaks.error) ? (
@@ -76,7 +93,7 @@ export function LeaksView({ params }: { params: URLSearchParams }) {
         ) : (
           <Problem error={leaks.error} onRetry={leaks.reload} />
         ))}
-      {dataset && !leaks.loading && leaks.data && items.length === 0 && (
+      {dataset && leaks.data && pending === 0 && items.length === 0 && (
         <Empty>No leaks: no test image in {dataset} near-duplicates a train image.</Empty>
       )}
       {items.length > 0 && (
