@@ -65,8 +65,17 @@ export function strictJsonBodies(app: FastifyInstance): void {
   });
 }
 
-/** Requests Fastify refuses before routing (a path with broken percent-escapes) answered in the shared shape. */
+/** Requests Fastify refuses before routing (broken percent-escapes, an over-long path segment) answered in the shared shape. */
 export function frameworkErrors(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  // a path segment longer than Fastify's maxParamLength (100) cannot be an id
+  if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    return reply.code(414).send({
+      statusCode: 414,
+      code: 'PATH_TOO_LONG',
+      error: 'URI Too Long',
+      message: 'A path segment is longer than 100 characters; a joke id is a whole number from 1 to 2147483647',
+    });
+  }
   if (error.code !== 'FST_ERR_BAD_URL') {
     request.log.error({ err: error }, 'request refused before routing');
     return reply.code(500).send({

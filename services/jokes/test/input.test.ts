@@ -176,3 +176,20 @@ describe('bad input', () => {
     });
   }
 });
+
+describe('a path segment longer than Fastify allows', () => {
+  test('is a 414 in the shared shape for every method, not a 500', async () => {
+    const before = await rowCount();
+    for (const method of ['GET', 'PATCH', 'DELETE'] as const) {
+      const response = await app.inject({ method, url: `/jokes/${'9'.repeat(150)}`, payload: { joke: 'x' } });
+      assert.equal(response.statusCode, 414, `${method}: ${response.body}`);
+      assert.deepEqual(body(response), {
+        statusCode: 414,
+        code: 'PATH_TOO_LONG',
+        error: 'URI Too Long',
+        message: 'A path segment is longer than 100 characters; a joke id is a whole number from 1 to 2147483647',
+      });
+    }
+    assert.equal(await rowCount(), before, 'nothing was written');
+  });
+});
