@@ -3,6 +3,7 @@ import { createService, postgresReadiness, underPrefix } from '@berth/service-ki
 import fastifyMultipart from '@fastify/multipart';
 import type pg from 'pg';
 import type { ImagesConfig } from './config.ts';
+import { similarityReader } from './db/analysis.ts';
 import { imageReader } from './db/images.ts';
 import { type Events, natsReadiness, registerEvents } from './events/index.ts';
 import type { EventsOptions } from './events/settings.ts';
@@ -16,6 +17,8 @@ import { datasetRoutes } from './routes/datasets.ts';
 import { fileRoutes } from './routes/files.ts';
 import { imageRoutes } from './routes/images.ts';
 import { importRoutes } from './routes/imports.ts';
+import { leakRoutes } from './routes/leaks.ts';
+import { similarRoutes } from './routes/similar.ts';
 import { uploadRoutes } from './routes/upload.ts';
 import type { Store } from './storage/store.ts';
 import { Thumbnails } from './thumbnails.ts';
@@ -100,6 +103,9 @@ export function buildApp(config: AppConfig, deps: ImagesDeps) {
     imageRoutes(scope, pool, images, store, refs);
     fileRoutes(scope, images, store, thumbnails, new FileCache(64 * 1024 * 1024), refs);
     datasetRoutes(scope, images, store);
+    const similarity = similarityReader(pool);
+    similarRoutes(scope, similarity);
+    leakRoutes(scope, images, similarity);
     importRoutes(scope, pool, store, runner, {
       maxImportBytes: config.MAX_IMPORT_BYTES,
       maxImageBytes: config.MAX_UPLOAD_BYTES,

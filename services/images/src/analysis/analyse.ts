@@ -1,0 +1,84 @@
+import { stat } from 'node:fs/promises';
+import type { AnalysisOutcome, AnalysisStore } from '../db/analysis.ts';
+import { type Store, THUMBNAIL_SIZES } from '../storage/store.ts';
+import type { Thumbnails } from '../thumbnails.ts';
+import { dhash } from './dhash.ts';
+
+/**
+ * What became of one event: its effect applied, recorded as undecodable, already applied before
+ * (a duplicate), or nothing to do because the image is gone.
+ */
+export type AnalysisResult = 'applied' | 'undecodable' | 'duplicate' | 'gone';
+
+/** True for an operating-system error (EIO, EMFILE, ENOSPC...): the machine, not the image, is the problem. */
+function isSystemError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^E[A-Z]+$/.test(code);
+}
+
+/**
+ * The images-worker's effect for a created event: the perceptual hash on the image row and the
+ * standard thumbnails on the volume. Idempotent by event id: the row update commits together with
+ * the event's processed_events row, so a second delivery finds it and changes nothing. Thumbnails
+ * are content-addressed files written by rename, so making one twice only costs time.
+ */
+export class Analyser {
+  readonly #db: AnalysisStore;
+  readonly #files: Store;
+  readonly #thumbnails: Thumbnails;
+  readonly #consumer: string;
+  readonly #maxPixels: number;
+
+  constructor(
+    db: AnalysisStore,
+    files: Store,
+    thumbnails: Thumbnails,
+    options: { consumer: string; maxPixels: number },
+  ) {
+    this.#db = db;
+    this.#files = files;
+    this.#thumbnails = thumbnails;
+    this.#consumer = options.consumer;
+    this.#maxPixels = options.maxPixels;
+  }
+
+  /**
+   * Applies the effect of event `eventId` on image `imageId`. Throws only for transient trouble
+   * (PostgreSQL unavailable, a disk error), which the caller retries later; an image that cannot
+   * be decoded is an outcome, recorded on its row, never retried.
+   */
+  async apply(eventId: string, imageId: string): Promise<AnalysisResult> {
+    // checked first so a redelivery skips the decode; record() checks again, race-free
+    if (await this.#db.processed(this.#consumer, eventId)) return 'duplicate';
+    const sha256 = await this.#db.content(imageId);
+    if (sha256 === undefined) {
+      return (await this.#db.record(this.#consumer, eventId, imageId)) ? 'gone' : 'duplicate';
+    }
+    const outcome = await this.#analyse(sha256);
+    if (!(await this.#db.record(this.#consumer, eventId, imageId, outcome))) return 'duplicate';
+    return outcome.status === 'done' ? 'applied' : 'undecodable';
+  }
+
+  async #analyse(sha256: string): Promise<AnalysisOutcome> {
+    const path = this.#files.path(sha256);
+    try {
+      await stat(path);
+    } catch (err) {
+      // the file is written before its row commits, so a row without one will never get it
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        return { status: 'failed', error: 'The stored file is missing' };
+      }
+      throw err;
+    }
+    let hash: bigint;
+    try {
+      hash = await dhash(path, this.#maxPixels);
+      // every size the API serves, so no request waits for an encode
+      for (const size of THUMBNAIL_SIZES) await this.#thumbnails.get(sha256, size);
+    } catch (err) {
+      if (isSystemError(err)) throw err;
+      return { status: 'failed', error: `The image could not be decoded: ${(err as Error).message}` };
+    }
+    return { status: 'done', hash };
+  }
+}
