@@ -144,12 +144,18 @@ test('files are stored with the data set, split and label their path names, then
     '.done/pets/validation/dog/three.png',
   ]);
   assert.deepEqual(await counted(registry), { created: 3, duplicate: 0, failed: 0, released: 0 });
+  const events = await db.query<{ type: string; n: number }>(
+    "SELECT type, count(*)::int AS n FROM outbox WHERE dataset = 'pets' GROUP BY type",
+  );
+  assert.deepEqual(events, [{ type: 'created', n: 3 }], 'one created event per stored file, as for uploads');
 
   // the same bytes again under the same name: a duplicate, and the earlier .done file is kept
   await put(dir, 'pets/cat/one.png', cat);
   const again = await scanner.scan();
   assert.equal(again.duplicates, 1);
   assert.equal((await rowsIn('pets')).length, 3);
+  const [all] = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM outbox WHERE dataset = 'pets'");
+  assert.equal(all?.n, 3, 'a duplicate writes no event');
   assert.deepEqual((await files(join(dir, '.done', 'pets', 'cat'))).sort(), ['one.png', 'one~2.png']);
   assert.deepEqual(await readFile(join(dir, '.done/pets/cat/one~2.png')), cat);
   assert.deepEqual(await counted(registry), { created: 3, duplicate: 1, failed: 0, released: 0 });
