@@ -119,18 +119,22 @@ function translateMultipart(err: unknown, reply: FastifyReply, limit: number): u
         'TOO_MANY_FIELDS',
         'The form has too many fields; send file, dataset, label, split and tags',
       );
-    case 'FST_PROTO_VIOLATION':
-      return httpError(400, 'INVALID_FIELD', 'The form has a field name that is not allowed');
-    case 'FST_MP_PREMATURE_CLOSE':
-      return httpError(400, 'INCOMPLETE_UPLOAD', 'The request ended before the form was complete');
     default:
-      if (
-        code === undefined &&
-        err instanceof Error &&
-        /multipart|boundary|part header|end of form/i.test(err.message)
-      ) {
-        return httpError(400, 'INVALID_MULTIPART', `The multipart body could not be read (${err.message})`);
-      }
-      return err;
+      return brokenForm(err) ?? err;
   }
+}
+
+/** A form that is not well-formed multipart (cut short, a bad boundary, a forbidden name) as a 400; otherwise undefined. */
+export function brokenForm(err: unknown) {
+  const code = (err as { code?: string }).code;
+  if (code === 'FST_PROTO_VIOLATION') {
+    return httpError(400, 'INVALID_FIELD', 'The form has a field name that is not allowed');
+  }
+  if (code === 'FST_MP_PREMATURE_CLOSE') {
+    return httpError(400, 'INCOMPLETE_UPLOAD', 'The request ended before the form was complete');
+  }
+  if (code === undefined && err instanceof Error && /multipart|boundary|part header|end of form/i.test(err.message)) {
+    return httpError(400, 'INVALID_MULTIPART', `The multipart body could not be read (${err.message})`);
+  }
+  return undefined;
 }

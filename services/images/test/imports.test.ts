@@ -202,3 +202,25 @@ test('GET /images/imports/:id is a 404 for an unknown job; retry is a 409 unless
   assert.equal(retry.statusCode, 409);
   assert.match(retry.json().message, /is completed; only an interrupted job can be retried/);
 });
+
+test('a multipart body cut short is a 400 naming the problem; no job and no files are left', async () => {
+  const whole = multipart([
+    { name: 'dataset', value: 'cut-short' },
+    { name: 'files', value: await numberedPng(7), filename: 'a.png' },
+  ]);
+  for (const keep of [0.05, 0.3, 0.7]) {
+    const payload = whole.payload.subarray(0, Math.floor(whole.payload.length * keep));
+    const response = await ctx.app.inject({ method: 'POST', url: '/images/imports', payload, headers: whole.headers });
+    assert.equal(response.statusCode, 400, `${keep}: ${response.body}`);
+    assert.match(response.json().code, /^(INVALID_MULTIPART|INCOMPLETE_UPLOAD)$/);
+  }
+  const jobs = await db.query<{ id: string }>("SELECT id FROM import_jobs WHERE dataset = 'cut-short'");
+  assert.deepEqual(jobs, []);
+  // a job's folder is named after it; the refused ones took theirs away
+  const folders = await readdir(join(dir.path, '.imports')).catch(() => []);
+  const known = await db.query<{ id: string }>('SELECT id FROM import_jobs');
+  assert.deepEqual(
+    folders.filter((name) => !known.some((job) => job.id === name)),
+    [],
+  );
+});

@@ -10,7 +10,7 @@ import { FormatError, type FormatName, openImport, type Split } from '../formats
 import { uuidv7 } from '../ids.ts';
 import type { ImportRunner } from '../imports/runner.ts';
 import { checkDataset, checkSplit, shown } from '../names.ts';
-import { checkDeclaredLength, cleanFilename, MULTIPART_ALLOWANCE, tooLarge } from '../receive.ts';
+import { brokenForm, checkDeclaredLength, cleanFilename, MULTIPART_ALLOWANCE, tooLarge } from '../receive.ts';
 import { Errors, IdParams, ImportBody } from '../schemas.ts';
 import { type Store, TooLarge } from '../storage/store.ts';
 
@@ -92,7 +92,7 @@ async function receiveImport(
     if ((err as { code?: string }).code === 'FST_FILES_LIMIT') {
       throw httpError(400, 'TOO_MANY_FILES', `An import takes at most ${MAX_FILES} files`);
     }
-    throw err;
+    throw brokenForm(err) ?? err;
   }
   return { fields, files };
 }
