@@ -199,11 +199,20 @@ export function urlTarget(value: string): { scheme: string; host: string; port: 
   return { scheme, host: match[2] ?? '', port };
 }
 
-/** Rewrites a URL whose host is one of `hosts` to point at 127.0.0.1, keeping everything else byte for byte. */
-export function localize(value: string, hosts: ReadonlySet<string>): string {
-  return value.replace(URL_AUTHORITY, (whole, prefix: string, host: string, port = '') =>
-    hosts.has(host) ? `${prefix}127.0.0.1${port}` : whole,
-  );
+/**
+ * Rewrites a URL whose host is one of `hosts` to point at 127.0.0.1, keeping everything else byte for
+ * byte, except the port when `ports` moves that host elsewhere.
+ */
+export function localize(
+  value: string,
+  hosts: ReadonlySet<string>,
+  ports: Readonly<Record<string, number>> = {},
+): string {
+  return value.replace(URL_AUTHORITY, (whole, prefix: string, host: string, port = '') => {
+    if (!hosts.has(host)) return whole;
+    const moved = ports[host];
+    return `${prefix}127.0.0.1${moved === undefined ? port : `:${moved}`}`;
+  });
 }
 
 /** The Dockerfile every berth image is built from. */
@@ -233,6 +242,14 @@ function nodeArgs(name: string, command: ComposeService['command']): string[] {
   return argv.slice(1);
 }
 
+/** Where nativeServices puts things when not at the defaults. */
+export interface NativeOptions {
+  /** A local port per Compose service (Node or infrastructure) in place of its own: a private stack. */
+  ports?: Readonly<Record<string, number>>;
+  /** The folder that holds one folder per named volume; .data/ in the checkout by default. */
+  volumesDir?: string;
+}
+
 /**
  * The Node services of a Compose file as local processes: every service built with a SERVICE build
  * argument, its environment taken from Compose with Compose host names mapped to 127.0.0.1 (each
@@ -241,8 +258,9 @@ function nodeArgs(name: string, command: ComposeService['command']): string[] {
  * A published port in front of the
  * service's own port becomes its native port, so the stack answers at the same URL both ways.
  */
-export function nativeServices(compose: ComposeFile): NativeService[] {
+export function nativeServices(compose: ComposeFile, options: NativeOptions = {}): NativeService[] {
   const hosts = new Set(Object.keys(compose.services));
+  const { ports = {}, volumesDir = NATIVE_VOLUMES } = options;
   const out: NativeService[] = [];
   for (const [name, service] of Object.entries(compose.services)) {
     if (!isNodeService(service)) continue;
@@ -252,13 +270,14 @@ export function nativeServices(compose: ComposeFile): NativeService[] {
     for (const [key, value] of Object.entries(environmentOf(service))) {
       if (key.endsWith('_FILE') && CONTAINER_SECRET.test(value)) continue;
       const volume = mounts.get(value);
-      env[key] = volume ? join(NATIVE_VOLUMES, volume) : localize(value, hosts);
+      env[key] = volume ? join(volumesDir, volume) : localize(value, hosts, ports);
     }
     let port = env.PORT ? Number(env.PORT) : portFromHealthcheck(service);
     const published = publishedPorts(service).find((p) => p.target === port)?.published;
-    if (published !== undefined && published !== port) {
-      port = published;
-      env.PORT = String(published);
+    const moved = ports[name] ?? (published !== port ? published : undefined);
+    if (moved !== undefined && port !== undefined) {
+      port = moved;
+      env.PORT = String(moved);
     }
     const conditions = dependenciesOf(service);
     const oneShot = service.restart === 'no' && service.command !== undefined;
