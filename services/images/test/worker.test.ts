@@ -1,0 +1,287 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { createPool } from '@berth/service-kit';
+import type { FastifyInstance } from 'fastify';
+import { headers, type JetStreamClient, type NatsConnection } from 'nats';
+import { buildWorker, type WorkerAppConfig } from '../src/analysis/app.ts';
+import { dhash, fromSigned } from '../src/analysis/dhash.ts';
+import { ensureStream, subjectFor } from '../src/events/stream.ts';
+import { uuidv7 } from '../src/ids.ts';
+import { Store, THUMBNAIL_SIZES } from '../src/storage/store.ts';
+import { tempDir } from './helpers/app.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+import { deleteStream, eventsApp, NATS_URL, natsConnection, testStream, waitFor } from './helpers/events.ts';
+import { scene } from './helpers/pictures.ts';
+import { freePort } from './helpers/process.ts';
+
+const WORKER = fileURLToPath(new URL('../src/worker.ts', import.meta.url));
+const MAX_PIXELS = 4_000_000;
+const stream = testStream();
+
+let db: TestDatabase;
+let dir: Awaited<ReturnType<typeof tempDir>>;
+let nc: NatsConnection;
+let js: JetStreamClient;
+// uploads only: its events stay in the outbox, the tests publish their own
+let ctx: Awaited<ReturnType<typeof eventsApp>>;
+const workers: FastifyInstance[] = [];
+
+before(async () => {
+  db = await createTestDatabase();
+  dir = await tempDir();
+  nc = await natsConnection();
+  js = nc.jetstream();
+  await ensureStream(nc, stream);
+  ctx = await eventsApp(db.url, dir.path, undefined, { MAX_PIXELS });
+});
+
+after(async () => {
+  await closeWorkers();
+  await ctx?.app.close();
+  await deleteStream(nc, stream.name).catch(() => {});
+  await nc?.drain();
+  await db?.drop();
+  await dir?.remove();
+});
+
+function workerConfig(consumer: string, overrides: Partial<WorkerAppConfig> = {}): WorkerAppConfig {
+  return {
+    LOG_LEVEL: 'silent',
+    NATS_URL,
+    EVENTS_STREAM: stream.name,
+    EVENTS_SUBJECT_PREFIX: stream.subjectPrefix,
+    WORKER_CONSUMER: consumer,
+    WORKER_MAX_DELIVER: 3,
+    WORKER_ACK_WAIT_MS: 5000,
+    WORKER_RETRY_DELAY_MS: 50,
+    WORKER_CONCURRENCY: 2,
+    MAX_PIXELS,
+    ...overrides,
+  };
+}
+
+/** Each test starts from an empty stream, so a new consumer (which reads from the start) sees only its own events. */
+async function emptyStream(): Promise<void> {
+  await (await nc.jetstreamManager()).streams.purge(stream.name);
+}
+
+/** Closes the workers a test started, passed or failed, so none goes on consuming into the next test. */
+async function closeWorkers(): Promise<void> {
+  for (const worker of workers.splice(0)) await worker.close();
+}
+
+/** A worker in this process on the test database and folder, consuming once ready. */
+async function startWorker(consumer: string, overrides: Partial<WorkerAppConfig> = {}) {
+  const pool = createPool({ connectionString: db.url, applicationName: 'berth-worker-test', max: 4 });
+  const app = buildWorker(workerConfig(consumer, overrides), { pool, store: new Store(dir.path) });
+  workers.push(app);
+  await app.ready();
+  const ready = await waitFor(async () => (await app.inject({ method: 'GET', url: '/readyz' })).statusCode === 200);
+  assert.ok(ready, (await app.inject({ method: 'GET', url: '/readyz' })).body);
+  return app;
+}
+
+interface Uploaded {
+  id: string;
+  dataset: string;
+  sha256: string;
+}
+
+async function upload(bytes: Buffer, dataset: string): Promise<Uploaded> {
+  const response = await ctx.app.inject({
+    method: 'POST',
+    url: `/images?dataset=${dataset}`,
+    payload: bytes,
+    headers: { 'content-type': 'image/png' },
+  });
+  assert.equal(response.statusCode, 201, response.body);
+  return response.json();
+}
+
+/** Publishes a created event as the relay would; `msgId` other than the event id stands for a republish JetStream cannot drop. */
+async function publish(image: Uploaded, id = uuidv7(), msgId = id): Promise<string> {
+  const h = headers();
+  h.set('Nats-Msg-Id', msgId);
+  const body = { id, type: 'created', occurredAt: new Date().toISOString(), dataset: image.dataset, imageId: image.id };
+  await js.publish(subjectFor(stream.subjectPrefix, 'created', image.dataset), JSON.stringify({ ...body, image }), {
+    headers: h,
+  });
+  return id;
+}
+
+async function analysis(id: string) {
+  const [row] = await db.query<{ phash: string | null; analysis_status: string | null; analysed_at: Date | null }>(
+    'SELECT phash, analysis_status, analysed_at FROM images WHERE id = $1',
+    [id],
+  );
+  assert.ok(row);
+  return row;
+}
+
+/** A counter's value from the worker's /metrics (0 when it has no sample yet). */
+async function metric(app: FastifyInstance, name: string, label = ''): Promise<number> {
+  const text = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+  const line = text.split('\n').find((l) => l.startsWith(name) && l.includes(label) && !l.startsWith('#'));
+  return line ? Number(line.split(' ').at(-1)) : 0;
+}
+
+async function consumerInfo(name: string) {
+  return (await nc.jetstreamManager()).consumers.info(stream.name, name);
+}
+
+test('a created event puts the hash on the row and the thumbnails on the volume; a second copy of it changes nothing', async (t) => {
+  await emptyStream();
+  t.after(closeWorkers);
+  const worker = await startWorker('effects');
+  const picture = await scene(61);
+  const image = await upload(picture, 'events');
+  const event = await publish(image);
+  assert.ok(await waitFor(async () => (await analysis(image.id)).analysis_status === 'done'));
+  const first = await analysis(image.id);
+  assert.equal(fromSigned(first.phash as string), await dhash(picture, MAX_PIXELS));
+  for (const size of THUMBNAIL_SIZES) {
+    assert.ok((await stat(ctx.store.thumbnailPath(image.sha256, size))).size > 0, `thumbnail ${size}`);
+  }
+  assert.equal(await metric(worker, 'images_worker_messages_processed_total', 'result="applied"'), 1);
+
+  // the same event again under another message id, as after the duplicate window: acked, not applied
+  await publish(image, event, uuidv7());
+  assert.ok(
+    await waitFor(async () => (await metric(worker, 'images_worker_messages_processed_total', 'duplicate')) === 1),
+  );
+  assert.deepEqual((await analysis(image.id)).analysed_at, first.analysed_at);
+  const info = await consumerInfo('effects');
+  assert.equal(info.num_ack_pending, 0);
+  assert.equal(info.num_pending, 0);
+  assert.equal(await metric(worker, 'images_worker_consumer_pending'), 0);
+  assert.match(
+    (await worker.inject({ method: 'GET', url: '/metrics' })).body,
+    /images_worker_processing_seconds_bucket/,
+  );
+});
+
+test('a corrupt file is recorded as failed and its message acked; a body that is not an event is dropped', async (t) => {
+  await emptyStream();
+  t.after(closeWorkers);
+  const worker = await startWorker('corrupt');
+  const garbage = Buffer.from('not an image, whatever its row says');
+  const sha256 = createHash('sha256').update(garbage).digest('hex');
+  await mkdir(dirname(ctx.store.path(sha256)), { recursive: true });
+  await writeFile(ctx.store.path(sha256), garbage);
+  const id = uuidv7();
+  await db.query(
+    `INSERT INTO images (id, sha256, dataset, format, width, height, channels, bytes)
+     VALUES ($1, $2, 'rotten', 'png', 10, 10, 3, $3)`,
+    [id, sha256, garbage.length],
+  );
+  await publish({ id, dataset: 'rotten', sha256 });
+  await js.publish(subjectFor(stream.subjectPrefix, 'created', 'rotten'), 'this is not JSON');
+  assert.ok(await waitFor(async () => (await analysis(id)).analysis_status === 'failed'));
+  assert.ok(await waitFor(async () => (await metric(worker, 'images_worker_messages_failed_total', 'invalid')) === 1));
+  assert.ok(
+    await waitFor(async () => (await consumerInfo('corrupt')).num_ack_pending === 0),
+    JSON.stringify(await consumerInfo('corrupt')),
+  );
+  const info = await consumerInfo('corrupt');
+  assert.equal(info.num_pending, 0);
+  assert.equal(info.num_redelivered, 0);
+  assert.equal(await metric(worker, 'images_worker_messages_processed_total', 'undecodable'), 1);
+  assert.equal(await metric(worker, 'images_worker_messages_redelivered_total'), 0);
+});
+
+test('two workers sharing the consumer apply each event once between them', async (t) => {
+  await emptyStream();
+  t.after(closeWorkers);
+  const images: Uploaded[] = [];
+  for (let i = 0; i < 16; i++) images.push(await upload(await scene(200 + i, 64, 48), 'shared'));
+  const one = await startWorker('shared', { WORKER_CONCURRENCY: 1 });
+  const two = await startWorker('shared', { WORKER_CONCURRENCY: 1 });
+  for (const image of images) await publish(image);
+  const done = async () => {
+    const [row] = await db.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM images WHERE dataset = 'shared' AND analysis_status = 'done'",
+    );
+    return row?.n === images.length;
+  };
+  assert.ok(await waitFor(done, 30_000));
+  const byOne = await metric(one, 'images_worker_messages_processed_total', 'applied');
+  const byTwo = await metric(two, 'images_worker_messages_processed_total', 'applied');
+  assert.equal(byOne + byTwo, images.length, `applied ${byOne} + ${byTwo}`);
+  assert.equal(await metric(one, 'images_worker_messages_processed_total', 'duplicate'), 0);
+  assert.equal(await metric(two, 'images_worker_messages_processed_total', 'duplicate'), 0);
+  const [marks] = await db.query<{ n: number }>(
+    "SELECT count(*)::int AS n FROM processed_events WHERE consumer = 'shared'",
+  );
+  assert.equal(marks?.n, images.length);
+});
+
+/** `node src/worker.ts` as compose runs it. */
+async function spawnWorker(consumer: string): Promise<{ child: ChildProcess; output: () => string; url: string }> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [WORKER], {
+    env: {
+      ...process.env,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      LOG_LEVEL: 'info',
+      DATABASE_URL: db.url,
+      IMAGES_DIR: dir.path,
+      NATS_URL,
+      EVENTS_STREAM: stream.name,
+      EVENTS_SUBJECT_PREFIX: stream.subjectPrefix,
+      WORKER_CONSUMER: consumer,
+      WORKER_CONCURRENCY: '2',
+      WORKER_ACK_WAIT_MS: '3000',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.on('data', (chunk) => (output += chunk));
+  child.stderr?.on('data', (chunk) => (output += chunk));
+  const url = `http://127.0.0.1:${port}`;
+  const ready = await waitFor(async () => {
+    if (child.exitCode !== null) return true;
+    return (await fetch(`${url}/readyz`).catch(() => undefined))?.ok === true;
+  }, 30_000);
+  assert.ok(ready && child.exitCode === null, `the worker did not get ready:\n${output}`);
+  return { child, output: () => output, url };
+}
+
+test('on SIGTERM the worker process stops pulling, finishes and acks what it holds, and exits 0; the rest is left for the next', async (t) => {
+  await emptyStream();
+  t.after(closeWorkers);
+  const images: Uploaded[] = [];
+  for (let i = 0; i < 24; i++) images.push(await upload(await scene(300 + i, 480, 360), 'drain'));
+  const worker = await spawnWorker('drain');
+  t.after(() => {
+    if (worker.child.exitCode === null) worker.child.kill('SIGKILL');
+  });
+  for (const image of images) await publish(image);
+  const analysed = async () => {
+    const [row] = await db.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM images WHERE dataset = 'drain' AND analysis_status IS NOT NULL",
+    );
+    return row?.n ?? 0;
+  };
+  assert.ok(await waitFor(async () => (await analysed()) > 0, 30_000));
+  const exited = once(worker.child, 'exit');
+  worker.child.kill('SIGTERM');
+  const [code] = await exited;
+  assert.equal(code, 0, worker.output());
+  assert.match(worker.output(), /shutting down/);
+  // every effect that committed was acknowledged: none of them is marked done yet still owed
+  const [marks] = await db.query<{ n: number }>(
+    "SELECT count(*)::int AS n FROM processed_events WHERE consumer = 'drain'",
+  );
+  assert.equal(marks?.n, await analysed());
+
+  const next = await startWorker('drain');
+  assert.ok(await waitFor(async () => (await analysed()) === images.length, 60_000));
+  assert.equal(await metric(next, 'images_worker_messages_processed_total', 'duplicate'), 0);
+});
