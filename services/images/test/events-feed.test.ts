@@ -158,7 +158,7 @@ test('Last-Event-ID resumes right after that event, without gaps or repeats; ?si
     const feed = await open();
     try {
       // everything after that event (later feeds also see what earlier rounds added), then live ones
-      const backlogCount = expected.length;
+      const backlogCount: number = expected.length;
       assert.ok(await waitFor(() => feed.events.length >= backlogCount));
       const next = await upload();
       assert.ok(await waitFor(() => feed.events.length >= backlogCount + 1));
@@ -219,6 +219,12 @@ test('an idle feed gets heartbeat comments; a client that leaves has its consume
   await feed.close();
   assert.ok(await waitFor(() => ctx.app.events.feed.clients === 0), 'the feed ended');
   assert.ok(await waitFor(async () => (await consumers()) === 0), 'its consumer was deleted');
+});
+
+test('HEAD /images/events answers the feed’s headers and ends, rather than hanging', async () => {
+  const response = await fetch(`${base}/images/events`, { method: 'HEAD', signal: AbortSignal.timeout(5000) });
+  assert.equal(response.status, 200);
+  assert.match(String(response.headers.get('content-type')), /^text\/event-stream/);
 });
 
 test('a malformed Last-Event-ID or query is a 400 naming it', async () => {

@@ -29,7 +29,16 @@ export interface ServiceProcess {
 export async function startService(env: Record<string, string>): Promise<ServiceProcess> {
   const port = await freePort();
   const child = spawn(process.execPath, [MAIN], {
-    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', ...env },
+    // NATS on a port nothing listens on unless a test asks for it: events stay in the test's own
+    // database instead of reaching the shared IMAGES stream
+    env: {
+      ...process.env,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      LOG_LEVEL: 'warn',
+      NATS_URL: 'nats://127.0.0.1:9',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -44,7 +53,11 @@ export async function startService(env: Record<string, string>): Promise<Service
     } catch {
       // not listening yet
     }
-    if (Date.now() > deadline) throw new Error(`The service was not ready in 15 s:\n${output}`);
+    if (Date.now() > deadline) {
+      // a child left running would keep the test process (and the whole run) waiting on its pipes
+      child.kill('SIGKILL');
+      throw new Error(`The service was not ready in 15 s:\n${output}`);
+    }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   return {
