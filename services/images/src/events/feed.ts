@@ -83,6 +83,13 @@ export class EventFeed {
       'x-accel-buffering': 'no',
       connection: 'keep-alive',
     });
+    // a HEAD gets the headers alone: Node sends nothing of an answer without a body until it ends
+    if (request.method === 'HEAD') {
+      this.#open.delete(messages);
+      remove(messages, consumer);
+      res.end();
+      return;
+    }
     // the retry hint for EventSource, and a first byte so proxies pass the headers on now
     res.write('retry: 1000\n: connected\n\n');
     const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), this.#heartbeatMs);
