@@ -149,7 +149,11 @@ export function Gallery({ filters }: { filters: Filters }) {
         <ul class="grid" aria-label="Images">
           {tiles.map(({ image, live }) => (
             <li key={image.id} class={live ? 'new' : undefined} data-source={live ? 'live' : 'page'}>
-              <a class="tile" href={`#/images/${image.id}`} data-id={image.id}>
+              <a
+                class={image.width <= 64 && image.height <= 64 ? 'tile small' : 'tile'}
+                href={`#/images/${image.id}`}
+                data-id={image.id}
+              >
                 <img
                   src={`/images/${image.id}/thumbnail?size=128`}
                   alt={describe(image)}

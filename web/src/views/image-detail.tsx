@@ -87,7 +87,11 @@ export function ImageDetailView({ id }: { id: string }) {
       {img && (
         <div class="detail-layout">
           <figure class="card">
-            <img class="full" src={`/images/${img.id}/file`} alt={`${img.label ?? 'unlabelled'}, ${img.dataset}`} />
+            <img
+              class={img.width <= 64 && img.height <= 64 ? 'full small' : 'full'}
+              src={`/images/${img.id}/file`}
+              alt={`${img.label ?? 'unlabelled'}, ${img.dataset}`}
+            />
             <figcaption>{img.filename ?? img.id}</figcaption>
           </figure>
           <dl class="card meta-list">

@@ -59,8 +59,11 @@ export function ImportView() {
   };
 
   const total = job?.total ?? null;
+  const finished = job !== undefined && FINISHED.has(job.status);
   const percent =
     job && total ? Math.min(100, Math.floor((job.processed / total) * 100)) : job?.status === 'completed' ? 100 : 0;
+  // an archive's size is known only once it has been read through: until then the bar just moves
+  const unknown = job !== undefined && total === null && !finished;
   return (
     <section class="import">
       <h1>Import a data set</h1>
@@ -137,16 +140,22 @@ export function ImportView() {
           <h2>
             Import into <a href={imagesHref({ dataset: job.dataset })}>{job.dataset}</a>
           </h2>
-          <label class="progress">
-            <span>
-              {job.status === 'queued' ? 'Waiting to start' : job.status}
-              {' · '}
-              <span data-testid="import-percent">{percent} %</span>
-            </span>
-            <progress max={100} value={percent} aria-valuetext={`${percent} percent`}>
-              {percent} %
-            </progress>
-          </label>
+          <div class="progress">
+            <label for="import-progress">
+              <span>
+                {job.status === 'queued' ? 'Waiting to start' : job.status}
+                {' · '}
+                <span data-testid="import-percent">{unknown ? 'size not known yet' : `${percent} %`}</span>
+              </span>
+            </label>
+            {unknown ? (
+              <progress id="import-progress" max={100} />
+            ) : (
+              <progress id="import-progress" max={100} value={percent} aria-valuetext={`${percent} percent`}>
+                {percent} %
+              </progress>
+            )}
+          </div>
           <p role="status">
             {job.processed.toLocaleString('en')} of {total === null ? '?' : total.toLocaleString('en')} processed:{' '}
             {job.imported.toLocaleString('en')} imported, {job.duplicates.toLocaleString('en')} duplicates,{' '}
