@@ -141,30 +141,47 @@ for (const infra of infraEndpoints(compose)) {
   }
 }
 
-try {
-  for (const svc of selected) {
-    for (const depName of svc.dependsOn) {
-      const dep = all.find((s) => s.name === depName);
-      const step = children.get(depName);
-      if (dep?.oneShot && step) {
-        say(`${svc.name} waits for ${dep.name} to complete`);
-        await exited(step);
-        if (step.exitCode !== 0) throw new Error(`${dep.name} failed, so ${svc.name} cannot start`);
-        continue;
-      }
-      if (!dep || dep.port === undefined) continue;
-      if (children.has(dep.name)) {
-        say(`${svc.name} waits for ${dep.name}`);
-        await waitForHealth(healthUrl(dep), { timeoutMs: HEALTH_TIMEOUT_MS, signal: startup.signal });
-      } else if (!(await portAnswers(dep.port))) {
-        say(`warning: ${dep.name} is not running here or on 127.0.0.1:${dep.port}; ${svc.name} starts without it`);
-      }
-    }
-    const where = svc.oneShot ? 'runs once' : `port ${svc.port ?? 'unknown'}`;
-    const dir = svc.cwd === '.' ? 'the repository root' : svc.cwd;
-    say(`starting ${svc.name} (node ${svc.args.join(' ')} in ${dir}, ${where})`);
-    run(svc);
+// Each service starts as soon as its own dependencies are there, not after every service listed
+// before it: the steps and services that do not wait on each other start side by side.
+const launched = new Map<string, Promise<void>>();
+function launch(svc: NativeService): Promise<void> {
+  let started = launched.get(svc.name);
+  if (!started) {
+    started = (async () => {
+      await Promise.all(svc.dependsOn.map((depName) => awaitDependency(svc, depName)));
+      const where = svc.oneShot ? 'runs once' : `port ${svc.port ?? 'unknown'}`;
+      const dir = svc.cwd === '.' ? 'the repository root' : svc.cwd;
+      say(`starting ${svc.name} (node ${svc.args.join(' ')} in ${dir}, ${where})`);
+      run(svc);
+    })();
+    launched.set(svc.name, started);
   }
+  return started;
+}
+
+/** Resolves once `svc` may start as far as `depName` goes: a step completed, a server healthy. */
+async function awaitDependency(svc: NativeService, depName: string): Promise<void> {
+  const dep = selected.find((s) => s.name === depName);
+  if (dep) await launch(dep);
+  const step = children.get(depName);
+  if (dep?.oneShot && step) {
+    say(`${svc.name} waits for ${dep.name} to complete`);
+    await exited(step);
+    if (step.exitCode !== 0) throw new Error(`${dep.name} failed, so ${svc.name} cannot start`);
+    return;
+  }
+  const known = dep ?? all.find((s) => s.name === depName);
+  if (!known || known.port === undefined) return;
+  if (children.has(known.name)) {
+    say(`${svc.name} waits for ${known.name}`);
+    await waitForHealth(healthUrl(known), { timeoutMs: HEALTH_TIMEOUT_MS, signal: startup.signal });
+  } else if (!(await portAnswers(known.port))) {
+    say(`warning: ${known.name} is not running here or on 127.0.0.1:${known.port}; ${svc.name} starts without it`);
+  }
+}
+
+try {
+  await Promise.all(selected.map(launch));
   const last = selected.filter((s) => s.port !== undefined);
   await Promise.all(
     last.map((s) => waitForHealth(healthUrl(s), { timeoutMs: HEALTH_TIMEOUT_MS, signal: startup.signal })),
