@@ -94,6 +94,7 @@ function isNotFound(err: unknown): boolean {
 
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
+    if (signal.aborted) return resolve();
     const timer = setTimeout(resolve, ms);
     signal.addEventListener('abort', () => {
       clearTimeout(timer);
@@ -184,6 +185,7 @@ export class EventConsumer {
         for await (const msg of this.#messages) {
           while (this.#inFlight.size >= this.#settings.concurrency) await Promise.race(this.#inFlight);
           if (signal.aborted) {
+            this.#log.debug({ seq: msg.seq }, 'stopping: handing an event back');
             msg.nak();
             continue;
           }
@@ -256,6 +258,7 @@ export class EventConsumer {
         // the effect is committed; a redelivery finds it in processed_events
         this.#log.warn({ err: err.message, event: event.id }, 'ack not confirmed');
       });
+      this.#log.debug({ event: event.id, seq: msg.seq, delivery: msg.info.deliveryCount, result }, 'event done');
       this.#metrics.processed.inc({ result });
       this.#metrics.duration.observe({ result }, (performance.now() - started) / 1000);
       if (result === 'undecodable') this.#log.warn({ image: event.imageId }, 'image could not be decoded');
