@@ -92,7 +92,9 @@ function run(svc: NativeService): ChildProcess {
   // once (the services treat a second signal as "exit now"). It runs where the image's WORKDIR is.
   const child = spawn(process.execPath, svc.args, {
     cwd: join(root, svc.cwd),
-    env: { ...process.env, ...svc.env },
+    // Node's compile cache keeps the compiled code of the services' modules between starts; module
+    // loading is most of a service's start-up time
+    env: { NODE_COMPILE_CACHE: join(root, '.data', 'node-compile-cache'), ...process.env, ...svc.env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
