@@ -34,7 +34,11 @@ export function createPool(options: PoolOptions): pg.Pool {
     query_timeout: statementTimeoutMs + 1000,
     keepAlive: true,
   });
+  // idle connections that die are reported on the pool; a checked-out one has no listener of the
+  // pool's while it sits between queries (a relay holding it across a publish), and an 'error' event
+  // without a listener ends the process. The next query on it fails, and the caller drops it.
   pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
   return pool;
 }
 

@@ -151,6 +151,33 @@ describe('createPool and withPostgres', () => {
   });
 });
 
+describe('checked-out connections', () => {
+  test('a connection the server cuts while it is checked out does not crash the process', async () => {
+    const pool = createPool({ connectionString: SERVER_URL, applicationName: 'kit-test-held' });
+    const admin = new pg.Client({ connectionString: SERVER_URL });
+    await admin.connect();
+    const uncaught: Error[] = [];
+    const onUncaught = (err: Error) => uncaught.push(err);
+    process.on('uncaughtException', onUncaught);
+    try {
+      // held between queries, as a relay holds one while it waits for its broker
+      const held = await pool.connect();
+      const { rows } = await held.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+      await admin.query('SELECT pg_terminate_backend($1)', [rows[0]?.pid]);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const err = await caught(() => held.query('SELECT 1'));
+      held.release(err);
+      assert.deepEqual(uncaught, []);
+      const again = await pool.query('SELECT 1 AS one');
+      assert.deepEqual(again.rows, [{ one: 1 }]);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+      await admin.end();
+      await pool.end();
+    }
+  });
+});
+
 describe('postgresReadiness', () => {
   test('resolves when the server answers, rejects when it is gone or the schema is missing', async () => {
     const up = createPool({ connectionString: SERVER_URL, applicationName: 'kit-test' });
