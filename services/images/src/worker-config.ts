@@ -25,8 +25,9 @@ export const WorkerEnv = Type.Object({
   WORKER_ACK_WAIT_MS: Type.Integer({ minimum: 1000, maximum: 3600_000, default: 30_000 }),
   // the first delay after a transient failure (database down); doubles per delivery, capped at a minute
   WORKER_RETRY_DELAY_MS: Type.Integer({ minimum: 10, maximum: 600_000, default: 1000 }),
-  // messages processed at once by one process
-  WORKER_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 64, default: 4 }),
+  // messages processed at once by one process; an image's effect waits mostly on file flushes, so
+  // more than the core count keeps the disk and the CPU busy
+  WORKER_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 64, default: 8 }),
   MAX_PIXELS: shared.MAX_PIXELS,
   DATABASE_POOL_MAX: Type.Integer({ minimum: 2, maximum: 100, default: 5 }),
   DATABASE_CONNECT_TIMEOUT_MS: shared.DATABASE_CONNECT_TIMEOUT_MS,
