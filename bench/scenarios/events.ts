@@ -2,7 +2,7 @@
 //   during the 60,000-image import the outbox backlog stays bounded (the relay keeps up): events/s;
 //   upload -> images-worker effect done at 100 uploads/s through the gateway: p50 and p99, p99 <= 1 s.
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
+import { withClient } from '@berth/service-kit';
 import { freePort } from '../lib/ports.ts';
 import { ROOT } from '../lib/services.ts';
 import type { Running, Stack } from '../lib/stack.ts';
@@ -30,9 +30,7 @@ export async function watchOutbox<T>(
   work: () => Promise<T>,
   signal?: AbortSignal,
 ): Promise<{ result: T; outbox: OutboxFigures }> {
-  const client = new pg.Client({ connectionString: databaseUrl, application_name: 'berth-bench-outbox' });
-  await client.connect();
-  try {
+  return withClient(databaseUrl, async (client) => {
     const counts = async () => {
       const { rows } = await client.query<{ unsent: number; sent: number }>(
         'SELECT count(*) FILTER (WHERE sent_at IS NULL)::int AS unsent, count(*) FILTER (WHERE sent_at IS NOT NULL)::int AS sent FROM outbox',
@@ -76,9 +74,7 @@ export async function watchOutbox<T>(
         drainSeconds: (ended - workEnded) / 1000,
       },
     };
-  } finally {
-    await client.end();
-  }
+  });
 }
 
 /** Starts the images-worker on the images service's database, volume and stream; resolves once it is ready. */
@@ -103,10 +99,8 @@ export async function waitForAnalysis(
   timeoutMs: number,
   signal?: AbortSignal,
 ): Promise<number> {
-  const client = new pg.Client({ connectionString: databaseUrl, application_name: 'berth-bench-analysis' });
-  await client.connect();
   const started = performance.now();
-  try {
+  return withClient(databaseUrl, async (client) => {
     for (;;) {
       signal?.throwIfAborted();
       const { rows } = await client.query<{ waiting: number }>(
@@ -119,9 +113,7 @@ export async function waitForAnalysis(
       }
       await sleep(200);
     }
-  } finally {
-    await client.end();
-  }
+  });
 }
 
 /** Upload to worker-effect latency at a fixed rate. */
@@ -179,9 +171,7 @@ export async function measureEffectLatency(options: {
   }
   await Promise.all(inFlight);
   await waitForAnalysis(options.databaseUrl, [options.dataset], 60_000, options.signal);
-  const client = new pg.Client({ connectionString: options.databaseUrl, application_name: 'berth-bench-effects' });
-  await client.connect();
-  try {
+  return withClient(options.databaseUrl, async (client) => {
     const { rows } = await client.query<{ id: string; done: string }>(
       `SELECT id, (extract(epoch FROM analysed_at) * 1000)::float8 AS done FROM images WHERE id = ANY($1::uuid[])`,
       [[...sentAt.keys()]],
@@ -190,7 +180,5 @@ export async function measureEffectLatency(options: {
     for (const row of rows) samples.push(Number(row.done) - (sentAt.get(row.id) as number));
     const summary = samples.summarize();
     return { rate: options.rate, uploads: sentAt.size, failed, p50: summary.p50, p99: summary.p99, max: summary.max };
-  } finally {
-    await client.end();
-  }
+  });
 }

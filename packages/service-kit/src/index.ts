@@ -22,6 +22,7 @@ export {
   redactUrl,
   retryWhileUnavailable,
   runMigrations,
+  withClient,
   withDatabase,
 } from './migrate.ts';
 export {

@@ -47,7 +47,8 @@ export function withDatabase(databaseUrl: string, name: string): string {
   return url.toString();
 }
 
-async function withClient<T>(connectionString: string, run: (client: pg.Client) => Promise<T>): Promise<T> {
+/** Runs `run` on one connection of its own, closed after whatever happens. */
+export async function withClient<T>(connectionString: string, run: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
   // a connection lost while idle must not crash the process; the pending query fails instead
   client.on('error', () => {});
