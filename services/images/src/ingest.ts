@@ -55,9 +55,8 @@ export async function storeUpload(
           if (!image) continue;
           // also when the row existed: its file may have been lost, and these are the same bytes
           if (created || !(await store.has(row.sha256))) {
-            const dir = await store.place(staged);
             placed = true;
-            await store.syncDirs([dir]);
+            await store.placeSynced([staged]);
           }
           return { image, created: created !== undefined };
         }

@@ -1,7 +1,6 @@
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
-import sharp from 'sharp';
-import { type Store, TEMP_PREFIX } from './storage/store.ts';
+import { readFile } from 'node:fs/promises';
+import sharp, { type OutputInfo } from 'sharp';
+import { type Store, THUMBNAIL_SIZES } from './storage/store.ts';
 
 /**
  * WebP thumbnails, made on first request and kept on the volume next to the originals (keyed by
@@ -34,25 +33,40 @@ export class Thumbnails {
     return making;
   }
 
+  /**
+   * Makes every standard size of a thumbnail ahead of time (the images-worker's job), smallest
+   * first, encoding each distinct picture once: thumbnails never enlarge, so once a size came out
+   * smaller than its box, every larger size is that same picture (all three for an MNIST digit).
+   */
+  async makeAll(sha256: string): Promise<void> {
+    const files: Array<{ path: string; bytes: Buffer }> = [];
+    const sizes = [...THUMBNAIL_SIZES].sort((a, b) => a - b);
+    for (let i = 0; i < sizes.length; i++) {
+      const size = sizes[i] as number;
+      const { data, info } = await this.#encode(sha256, size);
+      const whole = Math.max(info.width, info.height) < size;
+      for (const same of whole ? sizes.slice(i) : [size]) {
+        files.push({ path: this.#store.thumbnailPath(sha256, same), bytes: data });
+      }
+      if (whole) break;
+    }
+    await this.#store.putFiles(files);
+  }
+
   async #make(sha256: string, size: number, path: string): Promise<Buffer> {
     if (!(await this.#store.has(sha256))) {
       throw Object.assign(new Error(`The file ${sha256} is missing`), { code: 'ENOENT' });
     }
-    const bytes = await sharp(this.#store.path(sha256), { limitInputPixels: this.#maxPixels })
+    const { data } = await this.#encode(sha256, size);
+    await this.#store.putFiles([{ path, bytes: data }]);
+    return data;
+  }
+
+  #encode(sha256: string, size: number): Promise<{ data: Buffer; info: OutputInfo }> {
+    return sharp(this.#store.path(sha256), { limitInputPixels: this.#maxPixels })
       .rotate()
       .resize(size, size, { fit: 'inside', withoutEnlargement: true })
       .webp({ quality: 80 })
-      .toBuffer();
-    // written like the originals (temp name, then rename) so no reader meets half a thumbnail
-    await mkdir(dirname(path), { recursive: true });
-    const temp = `${dirname(path)}/${TEMP_PREFIX}${process.pid}-${Math.random().toString(36).slice(2)}`;
-    try {
-      await writeFile(temp, bytes, { flush: true });
-      await rename(temp, path);
-    } catch (err) {
-      await rm(temp, { force: true });
-      throw err;
-    }
-    return bytes;
+      .toBuffer({ resolveWithObject: true });
   }
 }

@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import type { AnalysisOutcome, AnalysisStore } from '../db/analysis.ts';
-import { type Store, THUMBNAIL_SIZES } from '../storage/store.ts';
+import type { Store } from '../storage/store.ts';
 import type { Thumbnails } from '../thumbnails.ts';
 import { dhash } from './dhash.ts';
 
@@ -49,8 +49,8 @@ export class Analyser {
    */
   async apply(eventId: string, imageId: string): Promise<AnalysisResult> {
     // checked first so a redelivery skips the decode; record() checks again, race-free
-    if (await this.#db.processed(this.#consumer, eventId)) return 'duplicate';
-    const sha256 = await this.#db.content(imageId);
+    const { processed, sha256 } = await this.#db.lookup(this.#consumer, eventId, imageId);
+    if (processed) return 'duplicate';
     if (sha256 === undefined) {
       return (await this.#db.record(this.#consumer, eventId, imageId)) ? 'gone' : 'duplicate';
     }
@@ -72,12 +72,9 @@ export class Analyser {
     }
     let hash: bigint;
     try {
-      // every size the API serves, so no request waits for an encode; side by side, since each
-      // waits mostly on its file's flush, not on the CPU
-      const [made] = await Promise.all([
-        dhash(path, this.#maxPixels),
-        ...THUMBNAIL_SIZES.map((size) => this.#thumbnails.get(sha256, size)),
-      ]);
+      // every size the API serves, so no request waits for an encode; the hash and the
+      // thumbnails side by side
+      const [made] = await Promise.all([dhash(path, this.#maxPixels), this.#thumbnails.makeAll(sha256)]);
       hash = made;
     } catch (err) {
       if (isSystemError(err)) throw err;

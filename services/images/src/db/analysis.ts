@@ -2,7 +2,7 @@ import { withPostgres } from '@berth/service-kit';
 import type pg from 'pg';
 import { fromSigned, toSigned } from '../analysis/dhash.ts';
 import { COLUMNS, type Image, type ImageRow, toImage } from './images.ts';
-import { prepared, withTransaction } from './transaction.ts';
+import { prepared } from './transaction.ts';
 
 /** What the worker found out about an image: its hash, or why it could not be decoded. */
 export type AnalysisOutcome = { status: 'done'; hash: bigint } | { status: 'failed'; error: string };
@@ -60,13 +60,19 @@ function candidates(probe: string, distance: string, dataset: string | undefined
     .join('\n    UNION ');
 }
 
-const PROCESSED = 'SELECT 1 FROM processed_events WHERE consumer = $1 AND event_id = $2::uuid';
-const MARK = `INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2::uuid)
-  ON CONFLICT DO NOTHING RETURNING 1`;
-const DONE = `UPDATE images SET phash = $2::int8, analysis_status = 'done', analysis_error = NULL, analysed_at = now()
-  WHERE id = $1::uuid`;
-const FAILED = `UPDATE images SET phash = NULL, analysis_status = 'failed', analysis_error = left($2, 1000), analysed_at = now()
-  WHERE id = $1::uuid`;
+// whether this consumer applied the event already, and the image's content (null once deleted)
+const LOOKUP = `SELECT EXISTS (SELECT 1 FROM processed_events WHERE consumer = $1 AND event_id = $2::uuid) AS processed,
+  (SELECT sha256 FROM images WHERE id = $3::uuid) AS sha256`;
+// one statement, so one implicit transaction: the event is marked applied and its outcome written
+// together, or (a duplicate marked meanwhile) neither; the image row may be gone, the mark is kept
+const RECORD = `WITH mark AS (
+    INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2::uuid)
+    ON CONFLICT DO NOTHING RETURNING 1
+  ), outcome AS (
+    UPDATE images SET phash = $5::int8, analysis_status = $4, analysis_error = left($6, 1000), analysed_at = now()
+    WHERE id = $3::uuid AND $4::text IS NOT NULL AND EXISTS (SELECT 1 FROM mark)
+  )
+  SELECT count(*)::int AS marked FROM mark`;
 
 /** The worker's reads and writes; outages come out as the shared 503 error, which it retries later. */
 export function analysisStore(pool: pg.Pool) {
@@ -74,30 +80,31 @@ export function analysisStore(pool: pg.Pool) {
     withPostgres(() => pool.query<R>(prepared(text, values)));
 
   return {
-    /** True when this consumer has already applied this event. */
-    async processed(consumer: string, eventId: string): Promise<boolean> {
-      return (await query(PROCESSED, [consumer, eventId])).rows.length > 0;
-    },
-
-    /** The content hash of the image to analyse; undefined when it has been deleted since. */
-    async content(imageId: string): Promise<string | undefined> {
-      const { rows } = await query<{ sha256: string }>('SELECT sha256 FROM images WHERE id = $1::uuid', [imageId]);
-      return rows[0]?.sha256;
+    /**
+     * Whether this consumer has applied this event already, and the content hash of the image to
+     * analyse (undefined when it has been deleted since): one round trip.
+     */
+    async lookup(consumer: string, eventId: string, imageId: string): Promise<{ processed: boolean; sha256?: string }> {
+      const { rows } = await query<{ processed: boolean; sha256: string | null }>(LOOKUP, [consumer, eventId, imageId]);
+      const row = rows[0];
+      return { processed: row?.processed === true, sha256: row?.sha256 ?? undefined };
     },
 
     /**
-     * Records the event as applied and, in the same transaction, its outcome on the image row (when
+     * Records the event as applied and, atomically with it, its outcome on the image row (when
      * there is one). False when the event had been applied already (a duplicate racing this one):
      * then nothing is written.
      */
     async record(consumer: string, eventId: string, imageId: string, outcome?: AnalysisOutcome): Promise<boolean> {
-      return withTransaction(pool, async (tx) => {
-        const { rows } = await tx.query(prepared(MARK, [consumer, eventId]));
-        if (rows.length === 0) return false;
-        if (outcome?.status === 'done') await tx.query(prepared(DONE, [imageId, toSigned(outcome.hash)]));
-        else if (outcome?.status === 'failed') await tx.query(prepared(FAILED, [imageId, outcome.error]));
-        return true;
-      });
+      const { rows } = await query<{ marked: number }>(RECORD, [
+        consumer,
+        eventId,
+        imageId,
+        outcome?.status ?? null,
+        outcome?.status === 'done' ? toSigned(outcome.hash) : null,
+        outcome?.status === 'failed' ? outcome.error : null,
+      ]);
+      return rows[0]?.marked === 1;
     },
   };
 }

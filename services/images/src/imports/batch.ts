@@ -21,6 +21,10 @@ export class JobTakenOver extends Error {
   }
 }
 
+function toWrite(image: Prepared): { bytes: Uint8Array; sha256: string } {
+  return { bytes: image.bytes, sha256: image.row.sha256 };
+}
+
 /** What committing a batch needs. */
 export interface BatchContext {
   pool: pg.Pool;
@@ -29,12 +33,15 @@ export interface BatchContext {
   jobId: string;
   owner: string;
   dataset: string;
+  /** Aborted when the run must stop; a batch whose files are written then stops before its transaction. */
+  signal?: AbortSignal;
 }
 
 /**
- * Commits one batch of an import. Files not known to be on the volume are written to temp files first,
- * `concurrency` at a time, outside any transaction. Then, in one transaction: the shared file
- * locks, the renames into place and folder fsyncs, one multi-row INSERT (arrays unnested, ON
+ * Commits one batch of an import. Files not known to be on the volume are written to temp files
+ * first by the store's file writers, outside any transaction and while the batch before commits.
+ * Then, once that one is in, in one transaction: the shared
+ * file locks, the renames into place and folder fsyncs, one multi-row INSERT (arrays unnested, ON
  * CONFLICT skipping content the data set holds) and the job's counters. Returns how many rows
  * were new; the rest of the images were duplicates.
  */
@@ -42,6 +49,8 @@ export async function commitBatch(
   ctx: BatchContext,
   images: Prepared[],
   step: Omit<JobAdvance, 'imported' | 'duplicates'>,
+  /** The batch before this one: its files are written meanwhile, its transaction waits for it. */
+  after: Promise<unknown> = Promise.resolve(),
 ): Promise<number> {
   const { store } = ctx;
   const unique = new Map<string, Prepared>();
@@ -59,24 +68,27 @@ export async function commitBatch(
       }),
     );
     const known = new Set(rows.map((row) => row.sha256));
-    await forEachLimit(unique.values(), ctx.concurrency, async (image) => {
-      const sha = image.row.sha256;
-      if (!known.has(sha)) staged.set(sha, await store.stageBytes(image.bytes, sha));
-    });
+    const fresh = [...unique.values()].filter((image) => !known.has(image.row.sha256));
+    for (const file of await store.stageMany(fresh.map(toWrite))) staged.set(file.sha256, file);
+    // the job's resume position only ever moves forward over committed rows
+    await after;
+    ctx.signal?.throwIfAborted();
     return await withTransaction(ctx.pool, async (tx) => {
       await lockFilesShared(tx, unique.keys());
-      const dirs = new Set<string>();
-      await forEachLimit(unique.values(), ctx.concurrency, async (image) => {
-        const sha = image.row.sha256;
-        let file = staged.get(sha);
-        // known content whose rows went away meanwhile may have been swept; under the lock it stays
-        if (!file && !(await store.has(sha))) file = await store.stageBytes(image.bytes, sha);
-        if (!file) return;
-        dirs.add(await store.place(file));
-        staged.delete(sha);
-        placed.push(sha);
-      });
-      await store.syncDirs(dirs);
+      // known content whose rows went away meanwhile may have been swept; under the lock it stays
+      const lost: Prepared[] = [];
+      await forEachLimit(
+        [...unique.values()].filter((image) => known.has(image.row.sha256)),
+        ctx.concurrency,
+        async (image) => {
+          if (!(await store.has(image.row.sha256))) lost.push(image);
+        },
+      );
+      for (const file of await store.stageMany(lost.map(toWrite))) staged.set(file.sha256, file);
+      const files = [...staged.values()];
+      placed.push(...files.map((file) => file.sha256));
+      // renames and folder syncs: the files are durable in place before the rows commit
+      await store.placeSynced(files);
       const inserted = await insertImages(
         tx,
         ctx.dataset,
