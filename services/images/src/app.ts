@@ -134,6 +134,7 @@ export function buildApp(config: AppConfig, deps: ImagesDeps) {
   });
   app.addHook('onClose', async () => {
     await pool.end();
+    await store.close();
   });
   return app;
 }
