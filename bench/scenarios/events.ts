@@ -121,6 +121,8 @@ export interface EffectFigures {
   rate: number;
   uploads: number;
   failed: number;
+  /** Why uploads failed: status code or error, with counts. */
+  failures: Record<string, number>;
   p50: number;
   p99: number;
   max: number;
@@ -144,6 +146,11 @@ export async function measureEffectLatency(options: {
   const total = Math.min(options.bodies.length, Math.round(options.rate * options.seconds));
   const sentAt = new Map<string, number>();
   let failed = 0;
+  const failures: Record<string, number> = {};
+  const fail = (why: string) => {
+    failed++;
+    failures[why] = (failures[why] ?? 0) + 1;
+  };
   const inFlight: Promise<void>[] = [];
   const upload = async (body: Buffer) => {
     const at = Date.now();
@@ -156,9 +163,9 @@ export async function measureEffectLatency(options: {
       });
       const image = (await res.json()) as { id?: string };
       if (res.status === 201 && image.id) sentAt.set(image.id, at);
-      else failed++;
-    } catch {
-      failed++;
+      else fail(String(res.status));
+    } catch (err) {
+      fail((err as Error).message);
     }
   };
   const t0 = performance.now();
@@ -179,6 +186,14 @@ export async function measureEffectLatency(options: {
     const samples = new Samples();
     for (const row of rows) samples.push(Number(row.done) - (sentAt.get(row.id) as number));
     const summary = samples.summarize();
-    return { rate: options.rate, uploads: sentAt.size, failed, p50: summary.p50, p99: summary.p99, max: summary.max };
+    return {
+      rate: options.rate,
+      uploads: sentAt.size,
+      failed,
+      failures,
+      p50: summary.p50,
+      p99: summary.p99,
+      max: summary.max,
+    };
   });
 }

@@ -95,6 +95,9 @@ export class NatsClient {
             // a server that went silent is noticed within about 15 s, a closed socket at once
             pingInterval: 5000,
             maxPingOut: 3,
+            // no stack captured per request: the relay publishes thousands a second, and the stack
+            // of a PubAck timeout would only point into the client
+            noAsyncTraces: true,
           }),
         {
           minMs: 200,
