@@ -19,6 +19,7 @@ import { imageRoutes } from './routes/images.ts';
 import { importRoutes } from './routes/imports.ts';
 import { leakRoutes } from './routes/leaks.ts';
 import { similarRoutes } from './routes/similar.ts';
+import { thumbnailRoutes } from './routes/thumbnails.ts';
 import { uploadRoutes } from './routes/upload.ts';
 import type { Store } from './storage/store.ts';
 import { Thumbnails } from './thumbnails.ts';
@@ -102,6 +103,7 @@ export function buildApp(config: AppConfig, deps: ImagesDeps) {
     uploadRoutes(scope, pool, store, { maxUploadBytes: config.MAX_UPLOAD_BYTES, maxPixels: config.MAX_PIXELS });
     imageRoutes(scope, pool, images, store, refs);
     fileRoutes(scope, images, store, thumbnails, new FileCache(64 * 1024 * 1024), refs);
+    thumbnailRoutes(scope, pool, store, thumbnails);
     datasetRoutes(scope, images, store);
     const similarity = similarityReader(pool);
     similarRoutes(scope, similarity);
