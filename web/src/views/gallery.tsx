@@ -2,6 +2,7 @@ import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { aborted, api, query } from '../api.ts';
 import { useImageEvents } from '../events.ts';
 import { Empty, Loading, Problem } from '../status.tsx';
+import { fetchThumbnails, THUMBNAIL_SIZE, thumbnailUrl } from '../thumbnails.ts';
 import type { Image, ImageEvent, Page } from '../types.ts';
 import type { Filters } from './images.tsx';
 
@@ -32,20 +33,49 @@ interface State {
   error?: unknown;
   /** Images that arrived through the live feed after the first page, newest first. */
   live: Image[];
+  /**
+   * The pages' thumbnails by image id: a data: URL from the page's batch, or null while the batch
+   * is on its way. Images not in here (live ones, ones the batch left out) load their own.
+   */
+  thumbs: Readonly<Record<string, string | null>>;
 }
 
-const EMPTY: State = { items: [], next: null, loading: true, live: [] };
+const EMPTY: State = { items: [], next: null, loading: true, live: [], thumbs: {} };
 
 /**
  * The filtered images as thumbnails: pages of 100 over the cursor API, the next one fetched when
  * the end of the grid scrolls into view (or its button is pressed), and images created meanwhile
- * shown first as they arrive on the live feed.
+ * shown first as they arrive on the live feed. A page's thumbnails come in one request (a hundred
+ * separate ones queue on the browser's six connections and cost seconds).
  */
 export function Gallery({ filters }: { filters: Filters }) {
   const key = `${filters.dataset}\u0000${filters.label}\u0000${filters.split}`;
   const [state, setState] = useState<State>(EMPTY);
   const controller = useRef<AbortController | undefined>(undefined);
   const firstPage = useRef<{ ids: Set<string>; done: number }>({ ids: new Set(), done: 0 });
+  // batches are not cancelled by the next page's request, only when the filters change
+  const batches = useRef<AbortController>(new AbortController());
+
+  /** Asks for a page's thumbnails in one batch; on failure each image loads its own. */
+  const loadThumbnails = useCallback(async (ids: string[]) => {
+    const { signal } = batches.current;
+    let urls = new Map<string, string>();
+    try {
+      urls = await fetchThumbnails(ids, signal);
+    } catch (error) {
+      if (aborted(error) || signal.aborted) return;
+    }
+    if (signal.aborted) return;
+    setState((s) => {
+      const thumbs = { ...s.thumbs };
+      for (const id of ids) {
+        const url = urls.get(id);
+        if (url) thumbs[id] = url;
+        else delete thumbs[id];
+      }
+      return { ...s, thumbs };
+    });
+  }, []);
 
   const load = useCallback(
     async (cursor: string | null) => {
@@ -59,24 +89,32 @@ export function Gallery({ filters }: { filters: Filters }) {
           `/images${query({ ...filters, limit: PAGE_SIZE, cursor: cursor ?? undefined })}`,
           { signal: ctl.signal },
         );
-        if (cursor === null) firstPage.current = { ids: new Set(page.items.map((i) => i.id)), done: 0 };
+        const ids = page.items.map((i) => i.id);
+        if (cursor === null) firstPage.current = { ids: new Set(ids), done: 0 };
+        const waiting = Object.fromEntries(ids.map((id) => [id, null]));
         setState((s) => ({
           ...s,
           items: cursor === null ? page.items : [...s.items, ...page.items],
           next: page.nextCursor,
           loading: false,
+          thumbs: cursor === null ? waiting : { ...s.thumbs, ...waiting },
         }));
+        void loadThumbnails(ids);
       } catch (error) {
         if (!aborted(error)) setState((s) => ({ ...s, loading: false, error }));
       }
     },
-    [key],
+    [key, loadThumbnails],
   );
 
   useEffect(() => {
     setState(EMPTY);
+    batches.current = new AbortController();
     void load(null);
-    return () => controller.current?.abort();
+    return () => {
+      controller.current?.abort();
+      batches.current.abort();
+    };
   }, [load]);
 
   const onEvent = useCallback(
@@ -155,10 +193,10 @@ export function Gallery({ filters }: { filters: Filters }) {
                 data-id={image.id}
               >
                 <img
-                  src={`/images/${image.id}/thumbnail?size=128`}
+                  src={image.id in state.thumbs ? (state.thumbs[image.id] ?? undefined) : thumbnailUrl(image.id)}
                   alt={describe(image)}
-                  width={128}
-                  height={128}
+                  width={THUMBNAIL_SIZE}
+                  height={THUMBNAIL_SIZE}
                   decoding="async"
                   onLoad={() => thumbnailDone(image.id)}
                   onError={() => thumbnailDone(image.id)}

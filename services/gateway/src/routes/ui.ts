@@ -12,7 +12,8 @@ export const DEFAULT_UI_DIR = fileURLToPath(new URL('../../../../web/dist/', imp
 /**
  * The page's Content-Security-Policy, in place of the API's "nothing loads": its own scripts,
  * styles, images and API calls from this origin only, no inline code, no framing. data: is for the
- * empty favicon and blob: for previews of files picked for upload.
+ * empty favicon and the gallery's thumbnails (a page of them arrives as base64 in one answer of
+ * GET /images/thumbnails), blob: for previews of files picked for upload.
  */
 export const UI_POLICY = [
   "default-src 'self'",
