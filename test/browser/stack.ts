@@ -111,7 +111,7 @@ export async function startUiStack(): Promise<UiStack> {
       {
         API_TOKENS: token,
         UI_DIR: join(dir, 'ui'),
-        // a gallery page is a hundred thumbnail requests; the limit is not what this test is about
+        // the tests make many pages, uploads and polls from one client; the limit is not what they are about
         RATE_LIMIT_MAX: '1000000',
         RATE_LIMIT_KEY_PREFIX: `${prefix}ratelimit:`,
         CIRCUIT_COOLDOWN_MS: '500',
