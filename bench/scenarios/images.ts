@@ -15,7 +15,7 @@ import { connect } from 'nats';
 import { deleteStream } from '../../services/images/src/events/stream.ts';
 import { encodePng } from '../../services/images/src/formats/index.ts';
 import { prepareDatabase } from '../../services/images/src/setup.ts';
-import { DEFAULT_WRITERS, Store } from '../../services/images/src/storage/store.ts';
+import { Store } from '../../services/images/src/storage/store.ts';
 import type { LoadResult } from '../lib/load.ts';
 import { type BenchContext, type Check, check, type Scenario, type ScenarioReport } from '../lib/scenario.ts';
 import type { Stack } from '../lib/stack.ts';
@@ -364,12 +364,12 @@ async function someIds(gatewayUrl: string, dataset: string, count: number): Prom
 
 /**
  * The machine's ceiling for one file per image: small files written, flushed, renamed into place
- * and their folders flushed, in batches of 1,000, by the store's own file writers on the file
+ * and their folders flushed, in batches of 1,000, by the store's own batch calls on the file
  * system the images service writes to. The import is measured against it in the same run.
  */
 export async function measureFileCeiling(count: number, signal?: AbortSignal): Promise<number> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-bench-files-'));
-  const store = new Store(dir, { writers: Number(process.env.FILE_WRITERS) || DEFAULT_WRITERS });
+  const store = new Store(dir);
   try {
     const bodies = uploadBodies(count, 5);
     const started = performance.now();
@@ -383,7 +383,6 @@ export async function measureFileCeiling(count: number, signal?: AbortSignal): P
     }
     return count / ((performance.now() - started) / 1000);
   } finally {
-    await store.close();
     await rm(dir, { recursive: true, force: true });
   }
 }

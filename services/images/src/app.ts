@@ -136,7 +136,6 @@ export function buildApp(config: AppConfig, deps: ImagesDeps) {
   });
   app.addHook('onClose', async () => {
     await pool.end();
-    await store.close();
   });
   return app;
 }

@@ -18,9 +18,7 @@ export const ImagesEnv = Type.Object({
   SWEEP_GRACE_MS: Type.Integer({ minimum: 0, maximum: 30 * 24 * 3600_000, default: 3600_000 }),
   IMPORT_STALE_MS: Type.Integer({ minimum: 1000, maximum: 3600_000, default: 15_000 }),
   IMPORT_BATCH: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }),
-  IMPORT_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 64, default: 16 }),
-  // threads that write, rename and flush files in batches (one hand-off per batch, not per call)
-  FILE_WRITERS: Type.Integer({ minimum: 1, maximum: 64, default: 4 }),
+  IMPORT_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 256, default: 64 }),
   FILE_REF_TTL_MS: Type.Integer({ minimum: 0, maximum: 3600_000, default: 10_000 }),
   DATABASE_POOL_MAX: Type.Integer({ minimum: 2, maximum: 100, default: 10 }),
   DATABASE_CONNECT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 30000, default: 1000 }),

@@ -13,7 +13,7 @@ const pool = createPool({
   connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
   statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
 });
-const store = new Store(config.IMAGES_DIR, { writers: config.FILE_WRITERS });
+const store = new Store(config.IMAGES_DIR, { concurrency: config.IMPORT_CONCURRENCY });
 // a setting only buildApp can check (an INBOX_* duration) stops the process like any other bad value
 const app = orExit(() => buildApp(config, { pool, store, events: eventsOptions(config) }));
 pool.on('error', (err) => app.log.warn({ err: err.message }, 'postgres connection lost; the next query reconnects'));

@@ -13,7 +13,6 @@ export const WorkerEnv = Type.Object({
   ...baseEnv(3004),
   ...DatabaseEnv,
   IMAGES_DIR: shared.IMAGES_DIR,
-  FILE_WRITERS: shared.FILE_WRITERS,
   NATS_URL: shared.NATS_URL,
   EVENTS_STREAM: shared.EVENTS_STREAM,
   EVENTS_SUBJECT_PREFIX: shared.EVENTS_SUBJECT_PREFIX,

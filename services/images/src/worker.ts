@@ -14,6 +14,6 @@ const pool = createPool({
   connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
   statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
 });
-const app = buildWorker(config, { pool, store: new Store(config.IMAGES_DIR, { writers: config.FILE_WRITERS }) });
+const app = buildWorker(config, { pool, store: new Store(config.IMAGES_DIR) });
 pool.on('error', (err) => app.log.warn({ err: err.message }, 'postgres connection lost; the next query reconnects'));
 await serve(app, config.PORT, config.HOST);

@@ -96,7 +96,6 @@ export function buildWorker(config: WorkerAppConfig, deps: WorkerDeps) {
   });
   app.addHook('onClose', async () => {
     await pool.end();
-    await store.close();
   });
   return app;
 }

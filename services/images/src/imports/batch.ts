@@ -39,7 +39,7 @@ export interface BatchContext {
 
 /**
  * Commits one batch of an import. Files not known to be on the volume are written to temp files
- * first by the store's file writers, outside any transaction and while the batch before commits.
+ * first, many at a time, outside any transaction and while the batch before commits.
  * Then, once that one is in, in one transaction: the shared
  * file locks, the renames into place and folder fsyncs, one multi-row INSERT (arrays unnested, ON
  * CONFLICT skipping content the data set holds) and the job's counters. Returns how many rows

@@ -1,14 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { type FileHandle, mkdir, open, stat, unlink } from 'node:fs/promises';
+import { close, createWriteStream, fdatasync, fsync, open as openFd, write } from 'node:fs';
+import { type FileHandle, mkdir, open, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
 import { forEachLimit } from '../concurrency.ts';
-import { FileWriters } from './file-writers.ts';
 
-/** File writer threads when the caller does not say (FILE_WRITERS). */
-export const DEFAULT_WRITERS = 4;
+/** File system steps in flight at once for a batch, when the caller does not say. */
+export const DEFAULT_CONCURRENCY = 64;
 
 /** A file written under a temporary name, fully flushed to disk, waiting to be put in place. */
 export interface Staged {
@@ -47,6 +47,20 @@ export const TEMP_PREFIX = '.tmp-';
 
 const SHA256 = /^[0-9a-f]{64}$/;
 
+const fsOpen = promisify(openFd);
+const fsClose = promisify(close);
+const fsFsync = promisify(fsync);
+const fsDatasync = promisify(fdatasync);
+const fsWrite = promisify(write);
+
+async function writeAll(fd: number, bytes: Uint8Array): Promise<void> {
+  let at = 0;
+  while (at < bytes.byteLength) {
+    const { bytesWritten } = await fsWrite(fd, bytes, at, bytes.byteLength - at, null);
+    at += bytesWritten;
+  }
+}
+
 function tempName(): string {
   return `${TEMP_PREFIX}${randomBytes(9).toString('base64url')}`;
 }
@@ -78,12 +92,12 @@ class Measure extends Transform {
  */
 export class Store {
   readonly root: string;
-  readonly #writers: FileWriters;
+  readonly #concurrency: number;
 
-  /** `writers`: threads that write, rename and sync files (FILE_WRITERS). */
-  constructor(root: string, options: { writers?: number } = {}) {
+  /** `concurrency`: files a batch writes, renames or syncs at once (IMPORT_CONCURRENCY). */
+  constructor(root: string, options: { concurrency?: number } = {}) {
     this.root = resolve(root);
-    this.#writers = new FileWriters(options.writers ?? DEFAULT_WRITERS);
+    this.#concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
   }
 
   /** Creates the root and the temp folder; call once at start-up. */
@@ -161,84 +175,106 @@ export class Store {
     return { sha256: measure.hash.digest('hex'), bytes: measure.bytes };
   }
 
+  /**
+   * Runs a step that creates a name in `dir`; when the folder is not there yet (ENOENT) it is
+   * made and the step tried once more. Most folders exist after the first few thousand images,
+   * so asking first would cost a system call per file for nothing.
+   */
+  async #inDir<T>(dir: string, step: () => Promise<T>): Promise<T> {
+    try {
+      return await step();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      await mkdir(dir, { recursive: true });
+      return step();
+    }
+  }
+
   /** Writes bytes whose hash is known to a temp file next to their final place, fsynced. */
   async stageBytes(bytes: Uint8Array, sha256: string): Promise<Staged> {
-    const path = join(dirname(this.path(sha256)), tempName());
-    await this.#writers.run({ writes: [{ path, bytes }] });
+    const dir = dirname(this.path(sha256));
+    const path = join(dir, tempName());
+    // plain descriptors rather than FileHandle objects: this runs once per imported image
+    const fd = await this.#inDir(dir, () => fsOpen(path, 'wx'));
+    try {
+      await writeAll(fd, bytes);
+      await fsDatasync(fd);
+    } catch (err) {
+      await fsClose(fd).catch(() => {});
+      await unlink(path).catch(ignoreMissing);
+      throw err;
+    }
+    await fsClose(fd);
     return { path, sha256, bytes: bytes.byteLength };
   }
 
   /**
-   * stageBytes for many files, spread over the file writers. All or nothing: when one write fails,
-   * the temp files the others wrote are removed before the error is thrown.
+   * stageBytes for many files, `concurrency` at a time. All or nothing: when one write fails, the
+   * temp files the others wrote are removed before the error is thrown.
    */
   async stageMany(files: Array<{ bytes: Uint8Array; sha256: string }>): Promise<Staged[]> {
-    const staged = files.map((file) => ({
-      path: join(dirname(this.path(file.sha256)), tempName()),
-      sha256: file.sha256,
-      bytes: file.bytes.byteLength,
-      data: file.bytes,
-    }));
+    const staged: Staged[] = [];
     try {
-      await this.#writers.runSplit(staged, (part) => ({
-        writes: part.map((file) => ({ path: file.path, bytes: file.data })),
-      }));
+      await forEachLimit(files, this.#concurrency, async (file) => {
+        staged.push(await this.stageBytes(file.bytes, file.sha256));
+      });
     } catch (err) {
-      await forEachLimit(staged, 32, (file) => unlink(file.path).catch(ignoreMissing)).catch(() => {});
+      await this.#each(staged, (file) => unlink(file.path).catch(ignoreMissing)).catch(() => {});
       throw err;
     }
-    return staged.map(({ path, sha256, bytes }) => ({ path, sha256, bytes }));
+    return staged;
   }
 
   /**
-   * Renames a staged file to its final name and returns the folder it went into. The rename is
-   * only durable once that folder is synced (syncDirs); callers sync before their row commits.
-   */
-  async place(staged: Staged): Promise<string> {
-    const target = this.path(staged.sha256);
-    await this.#writers.run({ moves: [{ from: staged.path, to: target }] });
-    staged.placed = true;
-    return dirname(target);
-  }
-
-  /**
-   * Renames staged files to their final names and syncs their folders, so the renames are
+   * Renames staged files to their final names, then syncs their folders, so the renames are
    * durable when it resolves. A failure can leave some renamed and others not: callers reclaim
    * every file they asked for (a file some row uses is kept) and discard the staged ones.
    */
   async placeSynced(files: Staged[]): Promise<void> {
-    await this.#writers.runSplit(files, (part) => ({
-      moves: part.map((file) => ({ from: file.path, to: this.path(file.sha256) })),
-      syncDirs: part.map((file) => dirname(this.path(file.sha256))),
-    }));
-    for (const file of files) file.placed = true;
+    const dirs = new Set<string>();
+    await this.#each(files, async (file) => {
+      const target = this.path(file.sha256);
+      await this.#inDir(dirname(target), () => rename(file.path, target));
+      file.placed = true;
+      dirs.add(dirname(target));
+    });
+    await this.syncDirs(dirs);
   }
 
   /**
    * Writes files that may be made again (thumbnails) under their final names: each to a temp file
-   * beside it, flushed, then renamed over, so no reader meets half a file. One writer task.
+   * beside it, flushed, then renamed over, so no reader meets half a file.
    */
   async putFiles(files: Array<{ path: string; bytes: Uint8Array }>): Promise<void> {
-    const temps = files.map((file) => ({ ...file, temp: join(dirname(file.path), tempName()) }));
-    try {
-      await this.#writers.run({
-        writes: temps.map((file) => ({ path: file.temp, bytes: file.bytes })),
-        moves: temps.map((file) => ({ from: file.temp, to: file.path })),
-      });
-    } catch (err) {
-      await Promise.all(temps.map((file) => unlink(file.temp).catch(ignoreMissing))).catch(() => {});
-      throw err;
-    }
+    await this.#each(files, async (file) => {
+      const dir = dirname(file.path);
+      const temp = join(dir, tempName());
+      try {
+        await this.#inDir(dir, () => writeFile(temp, file.bytes, { flag: 'wx', flush: true }));
+        await rename(temp, file.path);
+      } catch (err) {
+        await unlink(temp).catch(ignoreMissing);
+        throw err;
+      }
+    });
   }
 
   /** fsyncs folders so the renames in them survive a crash. */
   async syncDirs(dirs: Iterable<string>): Promise<void> {
-    await this.#writers.runSplit([...new Set(dirs)], (part) => ({ syncDirs: part }));
+    await this.#each(new Set(dirs), async (dir) => {
+      const fd = await fsOpen(dir, 'r');
+      try {
+        await fsFsync(fd);
+      } finally {
+        await fsClose(fd);
+      }
+    });
   }
 
-  /** Stops the file writer threads; call at shutdown. */
-  close(): Promise<void> {
-    return this.#writers.close();
+  #each<T>(items: Iterable<T>, step: (item: T) => Promise<unknown>): Promise<void> {
+    return forEachLimit(items, this.#concurrency, async (item) => {
+      await step(item);
+    });
   }
 
   /** Removes a staged file that was not placed; after a rename there is nothing left to remove. */

@@ -14,12 +14,11 @@ let store: Store;
 
 before(async () => {
   dir = await tempDir();
-  store = new Store(dir.path, { writers: 3 });
+  store = new Store(dir.path, { concurrency: 3 });
   await store.init();
 });
 
 after(async () => {
-  await store?.close();
   await dir?.remove();
 });
 
@@ -79,7 +78,7 @@ test('putFiles replaces a file whole; the worker makes every thumbnail size, the
     await thumbnails.makeAll(sha(bytes));
   }
   const other = await tempDir();
-  const fresh = new Store(other.path, { writers: 1 });
+  const fresh = new Store(other.path, { concurrency: 1 });
   try {
     for (const bytes of [small, large]) {
       const [staged] = await fresh.stageMany([{ bytes, sha256: sha(bytes) }]);
@@ -96,7 +95,6 @@ test('putFiles replaces a file whole; the worker makes every thumbnail size, the
       }
     }
   } finally {
-    await fresh.close();
     await other.remove();
   }
   // an existing file is replaced by rename, never rewritten in place
