@@ -15,13 +15,10 @@ export async function acceptImage(
   fields: UploadFields,
   maxPixels: number,
 ): Promise<Stored> {
-  let staged = upload.staged;
   try {
-    const info = await inspectImage(upload.data ?? (staged?.path as string), maxPixels);
-    // small bytes are written only now that they are known to be an image, next to their final place
-    staged ??= await store.stageBytes(upload.data as Buffer, upload.sha256);
-    return await storeUpload(pool, store, staged, info, fields);
+    const info = await inspectImage(upload.data ?? (upload.staged?.path as string), maxPixels);
+    return await storeUpload(pool, store, upload, info, fields);
   } finally {
-    await store.discard(staged);
+    await store.discard(upload.staged);
   }
 }
