@@ -33,14 +33,11 @@ export interface BatchContext {
   jobId: string;
   owner: string;
   dataset: string;
-  /** Aborted when the run must stop; a batch whose files are written then stops before its transaction. */
-  signal?: AbortSignal;
 }
 
 /**
  * Commits one batch of an import. Files not known to be on the volume are written to temp files
- * first, many at a time, outside any transaction and while the batch before commits.
- * Then, once that one is in, in one transaction: the shared
+ * first, many at a time, outside any transaction. Then, in one transaction: the shared
  * file locks, the renames into place and folder fsyncs, one multi-row INSERT (arrays unnested, ON
  * CONFLICT skipping content the data set holds) and the job's counters. Returns how many rows
  * were new; the rest of the images were duplicates.
@@ -49,8 +46,6 @@ export async function commitBatch(
   ctx: BatchContext,
   images: Prepared[],
   step: Omit<JobAdvance, 'imported' | 'duplicates'>,
-  /** The batch before this one: its files are written meanwhile, its transaction waits for it. */
-  after: Promise<unknown> = Promise.resolve(),
 ): Promise<number> {
   const { store } = ctx;
   const unique = new Map<string, Prepared>();
@@ -70,9 +65,6 @@ export async function commitBatch(
     const known = new Set(rows.map((row) => row.sha256));
     const fresh = [...unique.values()].filter((image) => !known.has(image.row.sha256));
     for (const file of await store.stageMany(fresh.map(toWrite))) staged.set(file.sha256, file);
-    // the job's resume position only ever moves forward over committed rows
-    await after;
-    ctx.signal?.throwIfAborted();
     return await withTransaction(ctx.pool, async (tx) => {
       await lockFilesShared(tx, unique.keys());
       // known content whose rows went away meanwhile may have been swept; under the lock it stays

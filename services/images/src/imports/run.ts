@@ -40,7 +40,7 @@ export interface RunContext {
 }
 
 /** Encoded bytes per batch beyond which it is committed early, so big archive images keep memory flat. */
-const BATCH_BYTES = 32 * 1024 * 1024;
+const BATCH_BYTES = 64 * 1024 * 1024;
 
 function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
@@ -63,8 +63,8 @@ class Pending {
  * Runs an import job from where it stands (`next_index`) to the end of its files. Records are
  * read as a stream and prepared one by one (pixel arrays encoded as PNG, archive images checked
  * by decoding them); every `batch` images are committed with the job's counters in one
- * transaction, while the next batch is written to disk and the one after is prepared. At most
- * three batches are in memory, whatever the data set's size. Returns normally when the source
+ * transaction, while the next batch is being prepared. Only the batch being prepared and the one
+ * being committed are in memory, whatever the data set's size. Returns normally when the source
  * is exhausted; a FormatError means the input is malformed from some record on.
  */
 export async function runImport(job: JobRow, ctx: RunContext): Promise<void> {
@@ -86,7 +86,6 @@ export async function runImport(job: JobRow, ctx: RunContext): Promise<void> {
     jobId: job.id,
     owner: ctx.owner,
     dataset: job.dataset,
-    signal,
   };
   let committing: Promise<unknown> = Promise.resolve();
   let pending = new Pending(job.next_index);
@@ -94,27 +93,19 @@ export async function runImport(job: JobRow, ctx: RunContext): Promise<void> {
   const flush = async () => {
     const batch = pending;
     pending = new Pending(batch.nextIndex);
+    // one batch commits while the next is prepared; the previous one must be in first, so the
+    // job's resume position only ever moves forward over committed rows
+    await committing;
     signal.throwIfAborted();
-    // this batch's files are written while the one before commits; its transaction waits for
-    // that one, so the job's resume position only ever moves forward over committed rows
-    const previous = committing;
-    committing = commitBatch(
-      batchContext,
-      batch.images,
-      {
-        processed: batch.processed,
-        failed: batch.failed,
-        errors: batch.errors,
-        nextIndex: batch.nextIndex,
-        total: source.total ?? null,
-      },
-      previous,
-    );
+    committing = commitBatch(batchContext, batch.images, {
+      processed: batch.processed,
+      failed: batch.failed,
+      errors: batch.errors,
+      nextIndex: batch.nextIndex,
+      total: source.total ?? null,
+    });
     // keep a rejection from being reported as unhandled before it is awaited
     committing.catch(() => {});
-    // and the reading waits until the batch before has committed: at most two batches are held
-    // besides the one being read
-    await previous;
   };
 
   const fail = (record: string, message: string) => {
