@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
-import { stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { FILE_LOCKS, fileKey } from '../src/storage/locks.ts';
 import { leftovers, tempDir, testApp } from './helpers/app.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { claimingPng, multipart, noisyJpeg, numberedPng, solidImage } from './helpers/images.ts';
@@ -30,6 +34,13 @@ function upload(image: Buffer, fields: Record<string, string> = {}, filename = '
   ];
   const { payload, headers } = multipart(parts);
   return ctx.app.inject({ method: 'POST', url: '/images', payload, headers });
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 async function tempFiles(): Promise<string[]> {
@@ -294,4 +305,31 @@ test('other bodies are a 415 that says how to send an image; an empty body or fo
   assert.equal(twoFiles.statusCode, 400);
   assert.match(twoFiles.json().message, /^Send one file per upload/);
   assert.deepEqual(await tempFiles(), []);
+});
+
+test('a file taken between its placement and the file lock is written again before the row commits', async () => {
+  const bytes = await numberedPng(4242, 16);
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const path = ctx.store.path(sha256);
+  // a deleter holding the file's exclusive lock, as a DELETE or the sweep does while it removes files
+  const deleter = new pg.Client({ connectionString: db.url });
+  await deleter.connect();
+  try {
+    await deleter.query('SELECT pg_advisory_lock($1, $2)', [FILE_LOCKS, fileKey(sha256)]);
+    const answer = upload(bytes, { dataset: 'raced' });
+    // the upload places its new file before its transaction, then waits for the shared lock
+    const started = Date.now();
+    while (!(await exists(path))) {
+      assert.ok(Date.now() - started < 10_000, 'the upload placed its file before taking the lock');
+      await sleep(10);
+    }
+    await rm(path);
+    await deleter.query('SELECT pg_advisory_unlock($1, $2)', [FILE_LOCKS, fileKey(sha256)]);
+    const response = await answer;
+    assert.equal(response.statusCode, 201, response.body);
+    assert.deepEqual(await readFile(path), bytes, 'the row commits with its file in place');
+    assert.deepEqual(await tempFiles(), []);
+  } finally {
+    await deleter.end();
+  }
 });
