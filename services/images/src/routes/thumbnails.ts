@@ -56,7 +56,7 @@ const PARALLEL = 8;
 
 /**
  * Thumbnails kept in memory for batches, by hash and size: a page of them is a hundred file reads
- * otherwise, which queue on libuv's four threads behind any image being decoded or encoded.
+ * otherwise, which queue on libuv's thread pool behind any image being decoded or encoded.
  * 16 MiB holds some 20,000 MNIST-sized thumbnails or 3,000 of photos.
  */
 const CACHE_BYTES = 16 * 1024 * 1024;
