@@ -5,13 +5,13 @@ import { loadConfig } from '@berth/service-kit';
 import type { NatsConnection } from 'nats';
 import { buildApp as buildGateway } from '../../gateway/src/app.ts';
 import { GatewayEnv } from '../../gateway/src/config.ts';
-import { tempDir } from './helpers/app.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+import type { TestDatabase } from './helpers/database.ts';
 import {
   backlog,
-  deleteStream,
+  type EventsApp,
+  type EventsBed,
   eventsApp,
-  natsConnection,
+  openEventsBed,
   readStream,
   testEvents,
   testStream,
@@ -20,28 +20,23 @@ import {
 import { numberedPng } from './helpers/images.ts';
 
 const stream = testStream();
+let bed: EventsBed;
 let db: TestDatabase;
-let dir: Awaited<ReturnType<typeof tempDir>>;
+let dir: EventsBed['dir'];
 let nc: NatsConnection;
-let ctx: Awaited<ReturnType<typeof eventsApp>>;
+let ctx: EventsApp;
 let base: string;
 
 before(async () => {
-  db = await createTestDatabase();
-  dir = await tempDir();
-  nc = await natsConnection();
-  ctx = await eventsApp(db.url, dir.path, testEvents(stream));
+  bed = await openEventsBed(stream, testEvents(stream));
+  ({ db, dir, nc, ctx } = bed);
   await ctx.app.listen({ port: 0, host: '127.0.0.1' });
   base = `http://127.0.0.1:${(ctx.app.server.address() as AddressInfo).port}`;
   assert.ok(await waitFor(() => ctx.app.events.nats?.connected === true));
 });
 
 after(async () => {
-  await ctx?.app.close();
-  await deleteStream(nc, stream.name).catch(() => {});
-  await nc?.drain();
-  await db?.drop();
-  await dir?.remove();
+  await bed?.close();
 });
 
 interface SseEvent {

@@ -7,14 +7,14 @@ import { NatsClient } from '../src/events/nats.ts';
 import { OutboxRelay, type PassResult } from '../src/events/relay.ts';
 import { ensureStream } from '../src/events/stream.ts';
 import { uuidv7 } from '../src/ids.ts';
-import { tempDir } from './helpers/app.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+import type { TestDatabase } from './helpers/database.ts';
 import {
   backlog,
-  deleteStream,
+  type EventsApp,
+  type EventsBed,
   eventsApp,
   NATS_URL,
-  natsConnection,
+  openEventsBed,
   readStream,
   silentLog,
   testEvents,
@@ -24,25 +24,20 @@ import {
 import { numberedPng } from './helpers/images.ts';
 
 const stream = testStream();
+let bed: EventsBed;
 let db: TestDatabase;
-let dir: Awaited<ReturnType<typeof tempDir>>;
+let dir: EventsBed['dir'];
 let nc: NatsConnection;
 // an app whose events stay in the outbox (no NATS), for the write paths
-let ctx: Awaited<ReturnType<typeof eventsApp>>;
+let ctx: EventsApp;
 
 before(async () => {
-  db = await createTestDatabase();
-  dir = await tempDir();
-  nc = await natsConnection();
-  ctx = await eventsApp(db.url, dir.path, undefined);
+  bed = await openEventsBed(stream, undefined);
+  ({ db, dir, nc, ctx } = bed);
 });
 
 after(async () => {
-  await ctx?.app.close();
-  await deleteStream(nc, stream.name).catch(() => {});
-  await nc?.drain();
-  await db?.drop();
-  await dir?.remove();
+  await bed?.close();
 });
 
 interface EventRow {

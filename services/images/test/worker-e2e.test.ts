@@ -2,16 +2,14 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { createPool } from '@berth/service-kit';
 import type { FastifyInstance } from 'fastify';
-import type { NatsConnection } from 'nats';
 import { buildWorker } from '../src/analysis/app.ts';
 import { Store } from '../src/storage/store.ts';
-import { tempDir } from './helpers/app.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+import type { TestDatabase } from './helpers/database.ts';
 import {
-  deleteStream,
-  eventsApp,
+  type EventsApp,
+  type EventsBed,
   NATS_URL,
-  natsConnection,
+  openEventsBed,
   testEvents,
   testStream,
   waitFor,
@@ -19,18 +17,16 @@ import {
 import { copiesOf, scene } from './helpers/pictures.ts';
 
 const stream = testStream();
+let bed: EventsBed;
 let db: TestDatabase;
-let dir: Awaited<ReturnType<typeof tempDir>>;
-let nc: NatsConnection;
-let ctx: Awaited<ReturnType<typeof eventsApp>>;
+let dir: EventsBed['dir'];
+let ctx: EventsApp;
 let worker: FastifyInstance;
 
 before(async () => {
-  db = await createTestDatabase();
-  dir = await tempDir();
-  nc = await natsConnection();
   // the images app with its relay: uploads become events on the test stream
-  ctx = await eventsApp(db.url, dir.path, testEvents(stream));
+  bed = await openEventsBed(stream, testEvents(stream));
+  ({ db, dir, ctx } = bed);
   worker = buildWorker(
     {
       LOG_LEVEL: 'silent',
@@ -54,11 +50,7 @@ before(async () => {
 
 after(async () => {
   await worker?.close();
-  await ctx?.app.close();
-  await deleteStream(nc, stream.name).catch(() => {});
-  await nc?.drain();
-  await db?.drop();
-  await dir?.remove();
+  await bed?.close();
 });
 
 async function upload(bytes: Buffer, split: string): Promise<{ id: string }> {

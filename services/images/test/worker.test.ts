@@ -14,9 +14,8 @@ import { dhash, fromSigned } from '../src/analysis/dhash.ts';
 import { ensureStream, subjectFor } from '../src/events/stream.ts';
 import { uuidv7 } from '../src/ids.ts';
 import { Store, THUMBNAIL_SIZES } from '../src/storage/store.ts';
-import { tempDir } from './helpers/app.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
-import { deleteStream, eventsApp, NATS_URL, natsConnection, testStream, waitFor } from './helpers/events.ts';
+import type { TestDatabase } from './helpers/database.ts';
+import { type EventsApp, type EventsBed, NATS_URL, openEventsBed, testStream, waitFor } from './helpers/events.ts';
 import { scene } from './helpers/pictures.ts';
 import { freePort } from './helpers/process.ts';
 
@@ -24,30 +23,25 @@ const WORKER = fileURLToPath(new URL('../src/worker.ts', import.meta.url));
 const MAX_PIXELS = 4_000_000;
 const stream = testStream();
 
+let bed: EventsBed;
 let db: TestDatabase;
-let dir: Awaited<ReturnType<typeof tempDir>>;
+let dir: EventsBed['dir'];
 let nc: NatsConnection;
 let js: JetStreamClient;
 // uploads only: its events stay in the outbox, the tests publish their own
-let ctx: Awaited<ReturnType<typeof eventsApp>>;
+let ctx: EventsApp;
 const workers: FastifyInstance[] = [];
 
 before(async () => {
-  db = await createTestDatabase();
-  dir = await tempDir();
-  nc = await natsConnection();
+  bed = await openEventsBed(stream, undefined, { MAX_PIXELS });
+  ({ db, dir, nc, ctx } = bed);
   js = nc.jetstream();
   await ensureStream(nc, stream);
-  ctx = await eventsApp(db.url, dir.path, undefined, { MAX_PIXELS });
 });
 
 after(async () => {
   await closeWorkers();
-  await ctx?.app.close();
-  await deleteStream(nc, stream.name).catch(() => {});
-  await nc?.drain();
-  await db?.drop();
-  await dir?.remove();
+  await bed?.close();
 });
 
 function workerConfig(consumer: string, overrides: Partial<WorkerAppConfig> = {}): WorkerAppConfig {

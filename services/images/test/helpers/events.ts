@@ -7,8 +7,8 @@ import { type AppConfig, buildApp } from '../../src/app.ts';
 import type { EventsOptions } from '../../src/events/settings.ts';
 import { deleteStream, type StreamSettings } from '../../src/events/stream.ts';
 import { Store } from '../../src/storage/store.ts';
-import { testConfig } from './app.ts';
-import type { TestDatabase } from './database.ts';
+import { tempDir, testConfig } from './app.ts';
+import { createTestDatabase, type TestDatabase } from './database.ts';
 
 /** The shared local NATS; tests only create and delete their own streams on it. */
 export const NATS_URL = process.env.TEST_NATS_URL ?? 'nats://127.0.0.1:4222';
@@ -55,6 +55,51 @@ export async function eventsApp(
   const app = buildApp(testConfig(settings), { pool, store, events });
   await app.ready();
   return { app, pool, store };
+}
+
+/** The images app eventsApp builds. */
+export type EventsApp = Awaited<ReturnType<typeof eventsApp>>;
+
+/** What an events test file works on, all of its own; close() removes every part. */
+export interface EventsBed {
+  db: TestDatabase;
+  dir: Awaited<ReturnType<typeof tempDir>>;
+  nc: NatsConnection;
+  ctx: EventsApp;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens an events test file's own database, folder, NATS connection and images app (with
+ * `events`, or undefined to keep events in the outbox). close() stops the app, deletes the file's
+ * stream and removes the rest; what was opened before a failure is removed again at once.
+ */
+export async function openEventsBed(
+  stream: StreamSettings,
+  events: EventsOptions | undefined,
+  settings: Partial<AppConfig> = {},
+): Promise<EventsBed> {
+  const undo: Array<() => Promise<unknown>> = [];
+  const close = async () => {
+    while (undo.length > 0) await (undo.pop() as () => Promise<unknown>)();
+  };
+  try {
+    const db = await createTestDatabase();
+    undo.push(() => db.drop());
+    const dir = await tempDir();
+    undo.push(() => dir.remove());
+    const nc = await natsConnection();
+    undo.push(async () => {
+      await deleteStream(nc, stream.name).catch(() => {});
+      await nc.drain();
+    });
+    const ctx = await eventsApp(db.url, dir.path, events, settings);
+    undo.push(() => ctx.app.close());
+    return { db, dir, nc, ctx, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
 }
 
 /** A direct connection for checking what reached the stream. */
