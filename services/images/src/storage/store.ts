@@ -215,7 +215,7 @@ export class Store {
   async stageMany(files: Array<{ bytes: Uint8Array; sha256: string }>): Promise<Staged[]> {
     const staged: Staged[] = [];
     try {
-      await forEachLimit(files, this.#concurrency, async (file) => {
+      await this.#each(files, async (file) => {
         staged.push(await this.stageBytes(file.bytes, file.sha256));
       });
     } catch (err) {
