@@ -1,5 +1,15 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { close, createWriteStream, fdatasync, fsync, open as openFd, write } from 'node:fs';
+import {
+  close,
+  closeSync,
+  createWriteStream,
+  fdatasync,
+  fsync,
+  open as openFd,
+  openSync,
+  statSync,
+  write,
+} from 'node:fs';
 import { type FileHandle, mkdir, open, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
@@ -61,8 +71,13 @@ async function writeAll(fd: number, bytes: Uint8Array): Promise<void> {
   }
 }
 
+/** This process's part of temp names: random, so replicas sharing a volume never pick the same one. */
+const TEMP_PROCESS = randomBytes(9).toString('base64url');
+let tempCount = 0;
+
+/** A name no other temp file has: the process's random part and a counter, no entropy per file. */
 function tempName(): string {
-  return `${TEMP_PREFIX}${randomBytes(9).toString('base64url')}`;
+  return `${TEMP_PREFIX}${TEMP_PROCESS}-${(tempCount++).toString(36)}`;
 }
 
 /** Counts and hashes bytes on their way through, failing once there are more than `limit`. */
@@ -204,7 +219,8 @@ export class Store {
       await unlink(path).catch(ignoreMissing);
       throw err;
     }
-    await fsClose(fd);
+    // closing a flushed file does no I/O: done here rather than as one more thread-pool round trip
+    closeSync(fd);
     return { path, sha256, bytes: bytes.byteLength };
   }
 
@@ -259,14 +275,17 @@ export class Store {
     });
   }
 
-  /** fsyncs folders so the renames in them survive a crash. */
+  /**
+   * fsyncs folders so the renames in them survive a crash. Only the fsync goes to the thread
+   * pool: opening and closing a folder that was just renamed into finds it cached and does no I/O.
+   */
   async syncDirs(dirs: Iterable<string>): Promise<void> {
     await this.#each(new Set(dirs), async (dir) => {
-      const fd = await fsOpen(dir, 'r');
+      const fd = openSync(dir, 'r');
       try {
         await fsFsync(fd);
       } finally {
-        await fsClose(fd);
+        closeSync(fd);
       }
     });
   }
@@ -291,6 +310,14 @@ export class Store {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
       throw err;
     }
+  }
+
+  /**
+   * has() without the thread pool, for a file this process has just placed or looked up: its
+   * folder entry is cached, so the answer costs no I/O.
+   */
+  hasSeen(sha256: string): boolean {
+    return statSync(this.path(sha256), { throwIfNoEntry: false }) !== undefined;
   }
 
   /** Deletes a file and its thumbnails; missing ones are fine. */
