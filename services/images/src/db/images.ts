@@ -1,7 +1,8 @@
 import { withPostgres } from '@berth/service-kit';
 import type pg from 'pg';
 import type { Position } from '../cursor.ts';
-import { recordEvent, recordEvents } from '../events/outbox.ts';
+import { eventsWritten, recordEvent } from '../events/outbox.ts';
+import { uuidv7 } from '../ids.ts';
 import { prepared, type Tx } from './transaction.ts';
 
 /** The image formats stored, by the names sharp reports (AVIF mapped from HEIF with AV1). */
@@ -142,14 +143,44 @@ export function toImage(row: ImageRow): Image {
 // ---- writes: each takes the transaction it is part of, so callers can add rows to the same
 // commit; each writes the outbox event of the change it makes, after the row (whose lock orders them)
 
-const INSERT = `INSERT INTO images (id, sha256, dataset, label, split, tags, format, width, height, channels, bytes, original_name)
-  VALUES ($1, $2, $3, $4, $5, $6::text[], $7, $8, $9, $10, $11, $12)
-  ON CONFLICT (dataset, sha256) DO NOTHING
-  RETURNING ${COLUMNS}`;
+/** The row a new image becomes, dated `at` by this process's clock (both dates), as toImage reads it. */
+function newRow(image: NewImage, at: Date): ImageRow {
+  return {
+    id: image.id,
+    sha256: image.sha256,
+    dataset: image.dataset,
+    label: image.label,
+    split: image.split,
+    tags: image.tags,
+    format: image.format,
+    width: image.width,
+    height: image.height,
+    channels: image.channels,
+    bytes: String(image.bytes),
+    original_name: image.filename,
+    created_at: at,
+    updated_at: at,
+  };
+}
 
-/** Inserts one image; undefined when the data set already holds the same content. */
+// A new image and its created event go in with one statement: the rows are dated here, so the
+// event's payload (the image as the API serves it) is known before the insert, and the event row
+// is written only for an image row that was (ON CONFLICT skips content the data set holds). The
+// outbox rows come from the inserted rows, so each image row is written, and locked, before its event.
+const INSERT = `WITH ins AS (
+    INSERT INTO images (id, sha256, dataset, label, split, tags, format, width, height, channels, bytes, original_name, created_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6::text[], $7, $8, $9, $10, $11, $12, $13, $13)
+    ON CONFLICT (dataset, sha256) DO NOTHING
+    RETURNING id
+  ), event AS (
+    INSERT INTO outbox (id, type, image_id, dataset, payload) SELECT $14, 'created', id, $3, $15::jsonb FROM ins
+  )
+  SELECT id FROM ins`;
+
+/** Inserts one image with its created event; undefined when the data set already holds the same content. */
 export async function insertImage(tx: Tx, image: NewImage): Promise<Image | undefined> {
-  const { rows } = await tx.query<ImageRow>(
+  const created = toImage(newRow(image, new Date()));
+  const { rowCount } = await tx.query(
     prepared(INSERT, [
       image.id,
       image.sha256,
@@ -163,11 +194,13 @@ export async function insertImage(tx: Tx, image: NewImage): Promise<Image | unde
       image.channels,
       image.bytes,
       image.filename,
+      created.createdAt,
+      uuidv7(),
+      JSON.stringify(created),
     ]),
   );
-  if (!rows[0]) return undefined;
-  const created = toImage(rows[0]);
-  await recordEvent(tx, 'created', created);
+  if (!rowCount) return undefined;
+  eventsWritten(tx);
   return created;
 }
 
@@ -179,21 +212,32 @@ export async function findByContent(tx: Tx, dataset: string, sha256: string): Pr
   return rows[0] ? toImage(rows[0]) : undefined;
 }
 
-const INSERT_MANY = `INSERT INTO images (id, sha256, dataset, label, split, tags, format, width, height, channels, bytes, original_name)
-  SELECT id, sha256, $1, label, split, $2::text[], format, width, height, channels, bytes, original_name
-  FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[], $9::int[], $10::int[], $11::int8[], $12::text[])
-    AS r(id, sha256, label, split, format, width, height, channels, bytes, original_name)
-  ON CONFLICT (dataset, sha256) DO NOTHING
-  RETURNING ${COLUMNS}`;
+// insertImage for many rows of one data set: arrays unnested into rows, the events joined to the
+// rows that went in (content the data set holds, or that repeats within the batch, is skipped)
+const INSERT_MANY = `WITH ins AS (
+    INSERT INTO images (id, sha256, dataset, label, split, tags, format, width, height, channels, bytes, original_name, created_at, updated_at)
+    SELECT id, sha256, $1, label, split, $2::text[], format, width, height, channels, bytes, original_name, $13, $13
+    FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[], $9::int[], $10::int[], $11::int8[], $12::text[])
+      AS r(id, sha256, label, split, format, width, height, channels, bytes, original_name)
+    ON CONFLICT (dataset, sha256) DO NOTHING
+    RETURNING id, sha256
+  ), event AS (
+    INSERT INTO outbox (id, type, image_id, dataset, payload)
+    SELECT e.id, 'created', e.image_id, $1, e.payload
+    FROM unnest($14::uuid[], $3::uuid[], $15::jsonb[]) WITH ORDINALITY AS e(id, image_id, payload, n)
+    JOIN ins ON ins.id = e.image_id
+    ORDER BY e.n
+  )
+  SELECT sha256 FROM ins`;
 
 /**
- * Inserts many images of one data set in one statement (arrays unnested into rows), and their
- * created events in one more; content the data set already holds, or that repeats within the batch,
- * is skipped. Returns the hashes stored.
+ * Inserts many images of one data set with their created events in one statement. Returns the
+ * hashes stored; the rest were content the data set already held.
  */
 export async function insertImages(tx: Tx, dataset: string, tags: string[], images: NewImage[]): Promise<string[]> {
   if (images.length === 0) return [];
-  const { rows } = await tx.query<ImageRow>(
+  const at = new Date();
+  const { rows } = await tx.query<{ sha256: string }>(
     prepared(INSERT_MANY, [
       dataset,
       tags,
@@ -207,12 +251,13 @@ export async function insertImages(tx: Tx, dataset: string, tags: string[], imag
       images.map((i) => i.channels),
       images.map((i) => i.bytes),
       images.map((i) => i.filename),
+      at.toISOString(),
+      images.map(() => uuidv7()),
+      images.map((i) => JSON.stringify(toImage(newRow({ ...i, dataset, tags }, at)))),
     ]),
   );
-  const created = rows.map(toImage);
-  // one more statement per batch, not one per row
-  await recordEvents(tx, 'created', created);
-  return created.map((image) => image.sha256);
+  if (rows.length > 0) eventsWritten(tx);
+  return rows.map((row) => row.sha256);
 }
 
 /** Changes label, split or tags; undefined when there is no such image. */

@@ -33,30 +33,19 @@ function committed(): void {
   for (const listener of listeners) listener();
 }
 
-const INSERT_EVENTS = `INSERT INTO outbox (id, type, image_id, dataset, payload)
-  SELECT id, $1, image_id, dataset, payload
-  FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::jsonb[]) AS e(id, image_id, dataset, payload)`;
+const INSERT_EVENT = `INSERT INTO outbox (id, type, image_id, dataset, payload) VALUES ($1, $2, $3, $4, $5::jsonb)`;
 
 /**
- * Writes one event row per image, in the caller's transaction and in one statement, so the events
- * commit (or roll back) with the change itself. Call it after the image row was written: that
- * write's row lock is what makes an image's event order its commit order.
+ * Writes an image's event row in the caller's transaction, so the event commits (or rolls back)
+ * with the change itself. Call it after the image row was written: that write's row lock is what
+ * makes an image's event order its commit order. New images write theirs in the insert itself.
  */
-export async function recordEvents(tx: Tx, type: EventType, images: Image[]): Promise<void> {
-  if (images.length === 0) return;
-  await tx.query(
-    prepared(INSERT_EVENTS, [
-      type,
-      images.map(() => uuidv7()),
-      images.map((image) => image.id),
-      images.map((image) => image.dataset),
-      images.map((image) => JSON.stringify(image)),
-    ]),
-  );
-  afterCommit(tx, committed);
+export async function recordEvent(tx: Tx, type: EventType, image: Image): Promise<void> {
+  await tx.query(prepared(INSERT_EVENT, [uuidv7(), type, image.id, image.dataset, JSON.stringify(image)]));
+  eventsWritten(tx);
 }
 
-/** recordEvents for one image. */
-export function recordEvent(tx: Tx, type: EventType, image: Image): Promise<void> {
-  return recordEvents(tx, type, [image]);
+/** Wakes the relays once `tx` commits; for statements that write event rows (recordEvent, insertImage). */
+export function eventsWritten(tx: Tx): void {
+  afterCommit(tx, committed);
 }
