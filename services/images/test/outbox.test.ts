@@ -85,6 +85,27 @@ function newImage(n: number, dataset = 'direct'): NewImage {
   };
 }
 
+/** A relay on the test stream with the pool of `ctx`; settings other than batch and poll as in every test here. */
+function testRelay(
+  nats: NatsClient,
+  options: { batch: number; pollMs: number; onPublished?: (result: PassResult) => void },
+): OutboxRelay {
+  return new OutboxRelay({
+    pool: ctx.pool,
+    nats,
+    stream,
+    settings: {
+      batch: options.batch,
+      pollMs: options.pollMs,
+      publishTimeoutMs: 2000,
+      retentionMs: 24 * 3600_000,
+      pruneEveryMs: 3600_000,
+    },
+    log: silentLog,
+    onPublished: options.onPublished,
+  });
+}
+
 test('an upload writes one created event holding the image as served; the same bytes again write none', async () => {
   const first = await upload(1);
   assert.equal(first.statusCode, 201, first.body);
@@ -235,16 +256,8 @@ test('two relays at once publish each event once and keep every image in order',
   await Promise.all(clients.map((client) => client.ready()));
   await ensureStream(await (clients[0] as NatsClient).ready(), stream);
   const results: PassResult[] = [];
-  const relays = clients.map(
-    (nats) =>
-      new OutboxRelay({
-        pool: ctx.pool,
-        nats,
-        stream,
-        settings: { batch: 7, pollMs: 50, publishTimeoutMs: 2000, retentionMs: 3600_000, pruneEveryMs: 3600_000 },
-        log: silentLog,
-        onPublished: (result) => results.push(result),
-      }),
+  const relays = clients.map((nats) =>
+    testRelay(nats, { batch: 7, pollMs: 50, onPublished: (result) => results.push(result) }),
   );
   try {
     while ((await backlog(db)) > 0) await Promise.all(relays.map((relay) => relay.drain()));
@@ -267,6 +280,44 @@ test('two relays at once publish each event once and keep every image in order',
   }
 });
 
+test('a running relay publishes the events queued behind the ones it just sent at once, without waiting for its poll', async () => {
+  // three events per image, all unsent before the relay starts: each pass can take only the head
+  const ids: string[] = [];
+  for (let i = 0; i < 5; i++) {
+    const image = await withTransaction(ctx.pool, (tx) => insertImage(tx, newImage(2000 + i, 'chain')));
+    ids.push((image as Image).id);
+  }
+  for (const round of ['a', 'b']) {
+    for (const id of ids) await withTransaction(ctx.pool, (tx) => updateImage(tx, id, { tags: [round] }));
+  }
+  const nats = new NatsClient({ url: NATS_URL, name: 'relay-chain' }, silentLog);
+  nats.start();
+  await ensureStream(await nats.ready(), stream);
+  const passes: PassResult[] = [];
+  // a poll far beyond the wait below: only the relay's own follow-up passes can drain the chain
+  const relay = testRelay(nats, { batch: 100, pollMs: 60_000, onPublished: (result) => passes.push(result) });
+  relay.start();
+  try {
+    const drained = await waitFor(
+      async () => (await db.query("SELECT 1 FROM outbox WHERE dataset = 'chain' AND sent_at IS NULL")).length === 0,
+      5000,
+    );
+    assert.ok(drained, `the chain was published in passes ${JSON.stringify(passes)}`);
+    assert.deepEqual(
+      passes.filter((p) => p.published > 0).map((p) => [p.published, p.waiting]),
+      [
+        [5, true],
+        [5, true],
+        [5, false],
+      ],
+      'one pass per event of each image, the last one seeing nothing behind it',
+    );
+  } finally {
+    await relay.close();
+    await nats.close();
+  }
+});
+
 test('sent events older than the retention period are pruned; unsent and recent ones stay', async () => {
   await db.query("UPDATE outbox SET sent_at = now() - interval '3 days' WHERE sent_at IS NOT NULL");
   const [old] = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM outbox WHERE sent_at IS NOT NULL');
@@ -274,13 +325,7 @@ test('sent events older than the retention period are pruned; unsent and recent 
   await withTransaction(ctx.pool, (tx) => insertImages(tx, 'prune', [], fresh));
   await db.query("UPDATE outbox SET sent_at = now() - interval '2 days' WHERE image_id = $1", [fresh[0]?.id]);
   await db.query('UPDATE outbox SET sent_at = now() WHERE image_id = $1', [fresh[1]?.id]);
-  const relay = new OutboxRelay({
-    pool: ctx.pool,
-    nats: new NatsClient({ url: NATS_URL, name: 'relay-prune' }, silentLog),
-    stream,
-    settings: { batch: 7, pollMs: 50, publishTimeoutMs: 2000, retentionMs: 24 * 3600_000, pruneEveryMs: 3600_000 },
-    log: silentLog,
-  });
+  const relay = testRelay(new NatsClient({ url: NATS_URL, name: 'relay-prune' }, silentLog), { batch: 7, pollMs: 50 });
   assert.equal(await relay.prune(), (old?.n ?? 0) + 1);
   const left = await db.query<{ image_id: string; sent: boolean }>(
     'SELECT image_id, sent_at IS NOT NULL AS sent FROM outbox ORDER BY seq',

@@ -29,6 +29,8 @@ export interface OutboxRow {
   dataset: string;
   payload: string;
   created_at: Date;
+  /** A later event of the same image is waiting behind this one. */
+  has_next: boolean;
 }
 
 /** Points where tests stop a relay on purpose, e.g. to crash between publish and mark-sent. */
@@ -41,13 +43,17 @@ export interface PassResult {
   published: number;
   duplicates: number;
   failed: number;
+  /** Events held back behind ones published in this pass wait for the next pass. */
+  waiting: boolean;
 }
 
 // The head of each image's queue only: an event is taken when no earlier event of the same image is
 // still unsent. Rows another relay holds are skipped (SKIP LOCKED) and, being unsent, also hold back
 // the later events of their images, so two relays never publish events of one image at the same time
-// and an image's events reach the stream in order whatever fails in between.
-const CLAIM = `SELECT o.seq, o.id, o.type, o.image_id, o.dataset, o.payload::text AS payload, o.created_at
+// and an image's events reach the stream in order whatever fails in between. has_next tells the
+// relay whether publishing this row frees another, so it goes again at once only when there is more.
+const CLAIM = `SELECT o.seq, o.id, o.type, o.image_id, o.dataset, o.payload::text AS payload, o.created_at,
+    EXISTS (SELECT 1 FROM outbox n WHERE n.image_id = o.image_id AND n.sent_at IS NULL AND n.seq > o.seq) AS has_next
   FROM outbox o
   WHERE o.sent_at IS NULL
     AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.image_id = o.image_id AND p.sent_at IS NULL AND p.seq < o.seq)
@@ -176,22 +182,25 @@ export class OutboxRelay {
       });
       if (rows.length === 0) {
         await client.query('COMMIT');
-        return { published: 0, duplicates: 0, failed: 0 };
+        return { published: 0, duplicates: 0, failed: 0, waiting: false };
       }
       const results = await Promise.allSettled(rows.map((row) => this.#publish(js, row)));
       await this.#hooks.afterPublish?.(rows);
       const sent: string[] = [];
       let duplicates = 0;
+      let waiting = rows.length === this.#settings.batch;
       let firstError: unknown;
       results.forEach((result, i) => {
+        const row = rows[i] as OutboxRow;
         if (result.status === 'fulfilled') {
-          sent.push((rows[i] as OutboxRow).seq);
+          sent.push(row.seq);
           if (result.value.duplicate) duplicates++;
+          if (row.has_next) waiting = true;
         } else firstError ??= result.reason;
       });
       if (sent.length > 0) await client.query({ name: 'outbox_mark_sent', text: MARK_SENT, values: [sent] });
       await client.query('COMMIT');
-      const result = { published: sent.length, duplicates, failed: rows.length - sent.length };
+      const result = { published: sent.length, duplicates, failed: rows.length - sent.length, waiting };
       this.#onPublished(result);
       if (firstError) throw firstError;
       return result;
@@ -247,8 +256,9 @@ export class OutboxRelay {
       if (this.#nats.connected) {
         try {
           const result = await this.publishBatch();
-          // a full batch, or any batch (the next event of an image may be free now): go again
-          more = result.published > 0;
+          // a full batch, or events of the same images freed by this one: go again at once; events
+          // committed meanwhile in this process have woken the loop already
+          more = result.waiting;
           failures = 0;
         } catch (err) {
           failures++;
