@@ -58,8 +58,6 @@ export async function storeUpload(
   try {
     // content already on the volume (another data set, an earlier upload) is not written again
     if (upload.data && !(await store.has(row.sha256))) await place();
-    // the file's name was just looked up or placed, unless a spooled upload waits in a temp file
-    const onVolume = async () => (upload.data ? store.hasSeen(row.sha256) : store.has(row.sha256));
     return await withTransaction(
       pool,
       async (tx) => {
@@ -68,8 +66,10 @@ export async function storeUpload(
           const created = await insertImage(tx, row);
           const image = created ?? (await findByContent(tx, row.dataset, row.sha256));
           if (!image) continue;
-          // also when the row existed: its file may have been lost, and these are the same bytes
-          if (!(await onVolume())) await place();
+          // also when the row existed: its file may have been lost, and these are the same bytes;
+          // an in-memory upload's name was just looked up or placed, a spooled one's was not
+          const present = upload.data ? store.hasSeen(row.sha256) : await store.has(row.sha256);
+          if (!present) await place();
           return { image, created: created !== undefined };
         }
         throw new Error('Image insert kept conflicting with a row that then disappeared');
