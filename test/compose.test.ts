@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '@berth/service-kit';
+import { parseAllDocuments } from 'yaml';
+import { IMAGES_NODE_OPTIONS } from '../bench/scenarios/images.ts';
 import {
   buildArgsOf,
   type ComposeFile,
@@ -85,7 +87,7 @@ function listenPort(name: string): number | undefined {
 function scriptOf(service: ComposeService): string {
   const command = service.command;
   const argv = Array.isArray(command) ? command : (command?.split(/\s+/) ?? ['node', 'src/main.ts']);
-  // node's own flags (--max-semi-space-size=4) come before the script
+  // node's own flags (--max-semi-space-size=4 …) come before the script
   return argv.slice(1).find((arg) => !arg.startsWith('-')) ?? 'src/main.ts';
 }
 
@@ -152,6 +154,23 @@ describe('docker-compose.yml', () => {
     const env = environmentOf(worker);
     assert.equal(env.NATS_URL, environmentOf(compose.services.images as ComposeService).NATS_URL);
     assert.equal(env.DATABASE_URL, environmentOf(compose.services.images as ComposeService).DATABASE_URL);
+  });
+
+  test('the images service runs with the same V8 heap flags in compose, Kubernetes, npm start and the bench', () => {
+    const flags = (argv: string[]) => argv.filter((arg) => arg.startsWith('--'));
+    const expected = IMAGES_NODE_OPTIONS.split(' ');
+    assert.deepEqual(flags(compose.services.images?.command as string[]), expected, 'docker-compose.yml');
+    const manifest = parseAllDocuments(readFileSync(join(root, 'infra', 'k8s', 'images.yaml'), 'utf8'))
+      .map((doc) => doc.toJS())
+      .find((object) => object?.kind === 'Deployment');
+    assert.deepEqual(flags(manifest.spec.template.spec.containers[0].command), expected, 'infra/k8s/images.yaml');
+    const pkg = JSON.parse(readFileSync(join(root, 'services', 'images', 'package.json'), 'utf8'));
+    assert.deepEqual(flags(pkg.scripts.start.split(' ')), expected, 'services/images npm start');
+    // the old generation's cap leaves room under the container's memory limit for everything else
+    const oldSpaceMiB = Number(/--max-old-space-size=(\d+)/.exec(IMAGES_NODE_OPTIONS)?.[1]);
+    const [, amount, unit] = /^(\d+)([mg])$/.exec(String(compose.services.images?.mem_limit)) ?? [];
+    const limitMiB = Number(amount) * (unit === 'g' ? 1024 : 1);
+    assert.ok(oldSpaceMiB * 2 <= limitMiB, `old space ${oldSpaceMiB} MiB leaves too little of ${limitMiB} MiB`);
   });
 
   test('one migrate step migrates every database a service uses, and those services wait for it', () => {
@@ -416,7 +435,7 @@ describe('scripts/lib/compose.ts', () => {
         ['counter', 'services/counter', 3001, false, 'src/main.ts'],
         ['migrate', '.', undefined, true, 'scripts/migrate.ts'],
         ['jokes', 'services/jokes', 3002, false, 'src/main.ts'],
-        ['images', 'services/images', 3003, false, '--max-semi-space-size=4 src/main.ts'],
+        ['images', 'services/images', 3003, false, '--max-semi-space-size=4 --max-old-space-size=256 src/main.ts'],
         ['gateway', 'services/gateway', 5000, false, 'src/main.ts'],
         ['images-worker', 'services/images', 3004, false, 'src/worker.ts'],
       ],
