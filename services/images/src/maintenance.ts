@@ -62,6 +62,14 @@ export class Maintenance {
   }
 }
 
+/**
+ * When a heavy task first runs: not in the rush of a start-up, and spread a little so replicas
+ * started together do not collide; never later than its interval.
+ */
+export function unhurriedStart(everyMs: number): number {
+  return Math.min(everyMs, 60_000 + Math.floor(Math.random() * 30_000));
+}
+
 /** The import watchdog: marks dead processes' jobs interrupted, then looks for queued jobs. */
 export function importWatchdog(runner: ImportRunner, everyMs: number): Task {
   return {
@@ -84,8 +92,7 @@ export function volumeSweep(
   return {
     name: 'sweep',
     everyMs: options.everyMs,
-    // not in the rush of a start-up, and spread a little so replicas started together do not collide
-    firstAfterMs: Math.min(options.everyMs, 60_000 + Math.floor(Math.random() * 30_000)),
+    firstAfterMs: unhurriedStart(options.everyMs),
     async run() {
       const started = performance.now();
       const report = await sweep(pool, store, { graceMs: options.graceMs });

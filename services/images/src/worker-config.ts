@@ -28,6 +28,8 @@ export const WorkerEnv = Type.Object({
   // messages processed at once by one process; an image's effect waits mostly on file flushes, so
   // more than the core count keeps the disk and the CPU busy
   WORKER_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 64, default: 8 }),
+  // how often marks of applied events the stream no longer holds are removed; 0 keeps them all
+  WORKER_FORGET_INTERVAL_MS: Type.Integer({ minimum: 0, maximum: 24 * 3600_000, default: 3600_000 }),
   MAX_PIXELS: shared.MAX_PIXELS,
   DATABASE_POOL_MAX: Type.Integer({ minimum: 2, maximum: 100, default: 5 }),
   DATABASE_CONNECT_TIMEOUT_MS: shared.DATABASE_CONNECT_TIMEOUT_MS,

@@ -37,6 +37,7 @@ before(async () => {
       WORKER_MAX_DELIVER: 5,
       WORKER_ACK_WAIT_MS: 10_000,
       WORKER_RETRY_DELAY_MS: 100,
+      WORKER_FORGET_INTERVAL_MS: 0,
       WORKER_CONCURRENCY: 2,
       MAX_PIXELS: 4_000_000,
     },

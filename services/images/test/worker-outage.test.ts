@@ -66,6 +66,7 @@ test('while PostgreSQL is down an event is nak’ed and retried, and applied onc
       WORKER_MAX_DELIVER: 50,
       WORKER_ACK_WAIT_MS: 10_000,
       WORKER_RETRY_DELAY_MS: 50,
+      WORKER_FORGET_INTERVAL_MS: 0,
       WORKER_CONCURRENCY: 2,
       MAX_PIXELS: 4_000_000,
     },

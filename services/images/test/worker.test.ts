@@ -11,11 +11,21 @@ import type { FastifyInstance } from 'fastify';
 import { headers, type JetStreamClient, type NatsConnection } from 'nats';
 import { buildWorker, type WorkerAppConfig } from '../src/analysis/app.ts';
 import { dhash, fromSigned } from '../src/analysis/dhash.ts';
-import { ensureStream, subjectFor } from '../src/events/stream.ts';
+import { FORGET_BATCH, forgetProcessedTask } from '../src/analysis/forget.ts';
+import { analysisStore } from '../src/db/analysis.ts';
+import { deleteStream, ensureStream, subjectFor } from '../src/events/stream.ts';
 import { uuidv7 } from '../src/ids.ts';
 import { Store, THUMBNAIL_SIZES } from '../src/storage/store.ts';
 import type { TestDatabase } from './helpers/database.ts';
-import { type EventsApp, type EventsBed, NATS_URL, openEventsBed, testStream, waitFor } from './helpers/events.ts';
+import {
+  type EventsApp,
+  type EventsBed,
+  NATS_URL,
+  openEventsBed,
+  silentLog,
+  testStream,
+  waitFor,
+} from './helpers/events.ts';
 import { scene } from './helpers/pictures.ts';
 import { freePort } from './helpers/process.ts';
 
@@ -54,6 +64,7 @@ function workerConfig(consumer: string, overrides: Partial<WorkerAppConfig> = {}
     WORKER_MAX_DELIVER: 3,
     WORKER_ACK_WAIT_MS: 5000,
     WORKER_RETRY_DELAY_MS: 50,
+    WORKER_FORGET_INTERVAL_MS: 0,
     WORKER_CONCURRENCY: 2,
     MAX_PIXELS,
     ...overrides,
@@ -211,6 +222,74 @@ test('two workers sharing the consumer apply each event once between them', asyn
     "SELECT count(*)::int AS n FROM processed_events WHERE consumer = 'shared'",
   );
   assert.equal(marks?.n, images.length);
+});
+
+/** Marks of applied events, dated `agoMs` back, with an outbox row for each `outbox` that is not 'none'. */
+async function addMarks(consumer: string, marks: Array<{ agoMs: number; outbox: 'none' | 'sent' | 'unsent' }>) {
+  const ids: string[] = [];
+  for (const mark of marks) {
+    const id = uuidv7();
+    ids.push(id);
+    await db.query(
+      'INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ($1, $2, now() - make_interval(secs => $3::float8 / 1000))',
+      [consumer, id, mark.agoMs],
+    );
+    if (mark.outbox === 'none') continue;
+    await db.query(
+      `INSERT INTO outbox (id, type, image_id, dataset, payload, sent_at)
+       VALUES ($1, 'created', $2, 'forget', '{}', CASE WHEN $3 THEN now() END)`,
+      [id, uuidv7(), mark.outbox === 'sent'],
+    );
+  }
+  return ids;
+}
+
+async function marksOf(consumer: string): Promise<string[]> {
+  const rows = await db.query<{ event_id: string }>(
+    'SELECT event_id FROM processed_events WHERE consumer = $1 ORDER BY event_id',
+    [consumer],
+  );
+  return rows.map((row) => row.event_id);
+}
+
+test('the worker removes marks of events the stream no longer holds and keeps those that may still come', async (t) => {
+  await emptyStream();
+  t.after(closeWorkers);
+  const hour = 3600_000;
+  assert.equal(stream.maxAgeMs, hour, 'the test stream keeps messages an hour');
+  const [expired, sentExpired, unsentExpired, recent] = await addMarks('forgetting', [
+    { agoMs: 2 * hour, outbox: 'none' },
+    { agoMs: 2 * hour, outbox: 'sent' },
+    { agoMs: 2 * hour, outbox: 'unsent' },
+    { agoMs: hour / 2, outbox: 'sent' },
+  ]);
+  // another consumer's marks are its own business
+  const [otherConsumer] = await addMarks('forgetting-other', [{ agoMs: 2 * hour, outbox: 'none' }]);
+  assert.ok(expired && sentExpired && unsentExpired && recent && otherConsumer);
+  await startWorker('forgetting', { WORKER_FORGET_INTERVAL_MS: 100 });
+  assert.ok(await waitFor(async () => (await marksOf('forgetting')).length === 2, 10_000));
+  assert.deepEqual(await marksOf('forgetting'), [unsentExpired, recent].sort());
+  assert.deepEqual(await marksOf('forgetting-other'), [otherConsumer]);
+});
+
+test('marks are kept whatever their age when the stream has no maximum age, and removed in batches otherwise', async (t) => {
+  const forever = { ...testStream(), maxAgeMs: 0 };
+  await ensureStream(nc, forever);
+  t.after(() => deleteStream(nc, forever.name));
+  const day = 24 * 3600_000;
+  await addMarks(
+    'forgetting-batches',
+    Array.from({ length: FORGET_BATCH + 3 }, () => ({ agoMs: day, outbox: 'none' as const })),
+  );
+  const store = analysisStore(ctx.pool);
+  const client = { connection: nc };
+  const options = { consumer: 'forgetting-batches', everyMs: 1000 };
+  const kept = await forgetProcessedTask(store, client, { ...options, stream: forever.name }, silentLog).run();
+  assert.equal(kept, 0);
+  assert.equal((await marksOf('forgetting-batches')).length, FORGET_BATCH + 3);
+  const removed = await forgetProcessedTask(store, client, { ...options, stream: stream.name }, silentLog).run();
+  assert.equal(removed, FORGET_BATCH + 3);
+  assert.deepEqual(await marksOf('forgetting-batches'), []);
 });
 
 /** `node src/worker.ts` as compose runs it. */

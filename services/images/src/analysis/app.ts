@@ -3,11 +3,13 @@ import type pg from 'pg';
 import { analysisStore } from '../db/analysis.ts';
 import { NatsClient } from '../events/nats.ts';
 import { subjectFilter } from '../events/stream.ts';
+import { Maintenance } from '../maintenance.ts';
 import type { Store } from '../storage/store.ts';
 import { Thumbnails } from '../thumbnails.ts';
 import type { WorkerConfig } from '../worker-config.ts';
 import { Analyser } from './analyse.ts';
 import { EventConsumer } from './consumer.ts';
+import { forgetProcessedTask } from './forget.ts';
 import { workerMetrics } from './metrics.ts';
 
 /** The settings the worker reads. */
@@ -22,6 +24,7 @@ export type WorkerAppConfig = Pick<
   | 'WORKER_ACK_WAIT_MS'
   | 'WORKER_RETRY_DELAY_MS'
   | 'WORKER_CONCURRENCY'
+  | 'WORKER_FORGET_INTERVAL_MS'
   | 'MAX_PIXELS'
 >;
 
@@ -64,7 +67,8 @@ export function buildWorker(config: WorkerAppConfig, deps: WorkerDeps) {
     },
   });
   const client = new NatsClient({ url: config.NATS_URL, name: `images-worker ${config.WORKER_CONSUMER}` }, app.log);
-  const analyser = new Analyser(analysisStore(pool), store, new Thumbnails(store, config.MAX_PIXELS), {
+  const analysis = analysisStore(pool);
+  const analyser = new Analyser(analysis, store, new Thumbnails(store, config.MAX_PIXELS), {
     consumer: config.WORKER_CONSUMER,
     maxPixels: config.MAX_PIXELS,
   });
@@ -83,14 +87,27 @@ export function buildWorker(config: WorkerAppConfig, deps: WorkerDeps) {
     workerMetrics(app.metrics, () => events.info()),
     app.log,
   );
+  const maintenance = new Maintenance(
+    [
+      forgetProcessedTask(
+        analysis,
+        client,
+        { stream: config.EVENTS_STREAM, consumer: config.WORKER_CONSUMER, everyMs: config.WORKER_FORGET_INTERVAL_MS },
+        app.log,
+      ),
+    ],
+    app.log,
+  );
   nats = client;
   consumer = events;
   app.decorate('consumer', events);
   app.addHook('onReady', async () => {
     client.start();
     events.start();
+    maintenance.start();
   });
   app.addHook('preClose', async () => {
+    await maintenance.stop();
     await events.stop();
     await client.close();
   });

@@ -73,6 +73,15 @@ const RECORD = `WITH mark AS (
     WHERE id = $3::uuid AND $4::text IS NOT NULL AND EXISTS (SELECT 1 FROM mark)
   )
   SELECT count(*)::int AS marked FROM mark`;
+// a consumer's applied events older than $2 ms, oldest first, at most $3 of them; an event whose
+// outbox row is still unsent may be published again, so its mark stays until the row is sent
+const FORGET = `DELETE FROM processed_events WHERE (consumer, event_id) IN (
+    SELECT p.consumer, p.event_id FROM processed_events p
+    WHERE p.consumer = $1 AND p.processed_at < now() - make_interval(secs => $2::float8 / 1000)
+      AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.id = p.event_id AND o.sent_at IS NULL)
+    ORDER BY p.processed_at
+    LIMIT $3
+  )`;
 
 /** The worker's reads and writes; outages come out as the shared 503 error, which it retries later. */
 export function analysisStore(pool: pg.Pool) {
@@ -105,6 +114,16 @@ export function analysisStore(pool: pg.Pool) {
         outcome?.status === 'failed' ? outcome.error : null,
       ]);
       return rows[0]?.marked === 1;
+    },
+
+    /**
+     * Removes up to `limit` of this consumer's marks older than `olderThanMs`, oldest first, and
+     * says how many went. Only for marks whose events can no longer be delivered: older than the
+     * stream keeps messages, with the event's outbox row sent.
+     */
+    async forgetProcessed(consumer: string, olderThanMs: number, limit: number): Promise<number> {
+      const { rowCount } = await query(FORGET, [consumer, olderThanMs, limit]);
+      return rowCount ?? 0;
     },
   };
 }
