@@ -226,21 +226,20 @@ test('two workers sharing the consumer apply each event once between them', asyn
 
 /** Marks of applied events, dated `agoMs` back, with an outbox row for each `outbox` that is not 'none'. */
 async function addMarks(consumer: string, marks: Array<{ agoMs: number; outbox: 'none' | 'sent' | 'unsent' }>) {
-  const ids: string[] = [];
-  for (const mark of marks) {
-    const id = uuidv7();
-    ids.push(id);
-    await db.query(
-      'INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ($1, $2, now() - make_interval(secs => $3::float8 / 1000))',
-      [consumer, id, mark.agoMs],
-    );
-    if (mark.outbox === 'none') continue;
-    await db.query(
-      `INSERT INTO outbox (id, type, image_id, dataset, payload, sent_at)
-       VALUES ($1, 'created', $2, 'forget', '{}', CASE WHEN $3 THEN now() END)`,
-      [id, uuidv7(), mark.outbox === 'sent'],
-    );
-  }
+  const ids = marks.map(() => uuidv7());
+  await db.query(
+    `INSERT INTO processed_events (consumer, event_id, processed_at)
+     SELECT $1, id, now() - make_interval(secs => ago / 1000) FROM unnest($2::uuid[], $3::float8[]) AS m(id, ago)`,
+    [consumer, ids, marks.map((mark) => mark.agoMs)],
+  );
+  const events = marks.flatMap((mark, i) =>
+    mark.outbox === 'none' ? [] : [{ id: ids[i], sent: mark.outbox === 'sent' }],
+  );
+  await db.query(
+    `INSERT INTO outbox (id, type, image_id, dataset, payload, sent_at)
+     SELECT id, 'created', id, 'forget', '{}', CASE WHEN sent THEN now() END FROM unnest($1::uuid[], $2::bool[]) AS e(id, sent)`,
+    [events.map((event) => event.id), events.map((event) => event.sent)],
+  );
   return ids;
 }
 
