@@ -2,7 +2,6 @@ import { withPostgres } from '@berth/service-kit';
 import type pg from 'pg';
 import type { Position } from '../cursor.ts';
 import { eventsWritten, recordEvent } from '../events/outbox.ts';
-import { uuidv7 } from '../ids.ts';
 import { prepared, type Tx } from './transaction.ts';
 
 /** The image formats stored, by the names sharp reports (AVIF mapped from HEIF with AV1). */
@@ -167,13 +166,15 @@ function newRow(image: NewImage, at: Date): ImageRow {
 // event's payload (the image as the API serves it) is known before the insert, and the event row
 // is written only for an image row that was (ON CONFLICT skips content the data set holds). The
 // outbox rows come from the inserted rows, so each image row is written, and locked, before its event.
+// A created event's id is its image's id: each image has exactly one, and whoever applies it can
+// name it without reading the outbox (decision 0108).
 const INSERT = `WITH ins AS (
     INSERT INTO images (id, sha256, dataset, label, split, tags, format, width, height, channels, bytes, original_name, created_at, updated_at)
     VALUES ($1, $2, $3, $4, $5, $6::text[], $7, $8, $9, $10, $11, $12, $13, $13)
     ON CONFLICT (dataset, sha256) DO NOTHING
     RETURNING id
   ), event AS (
-    INSERT INTO outbox (id, type, image_id, dataset, payload) SELECT $14, 'created', id, $3, $15::jsonb FROM ins
+    INSERT INTO outbox (id, type, image_id, dataset, payload) SELECT id, 'created', id, $3, $14::jsonb FROM ins
   )
   SELECT id FROM ins`;
 
@@ -195,7 +196,6 @@ export async function insertImage(tx: Tx, image: NewImage): Promise<Image | unde
       image.bytes,
       image.filename,
       created.createdAt,
-      uuidv7(),
       JSON.stringify(created),
     ]),
   );
@@ -223,8 +223,8 @@ const INSERT_MANY = `WITH ins AS (
     RETURNING id, sha256
   ), event AS (
     INSERT INTO outbox (id, type, image_id, dataset, payload)
-    SELECT e.id, 'created', e.image_id, $1, e.payload
-    FROM unnest($14::uuid[], $3::uuid[], $15::jsonb[]) WITH ORDINALITY AS e(id, image_id, payload, n)
+    SELECT e.image_id, 'created', e.image_id, $1, e.payload
+    FROM unnest($3::uuid[], $14::jsonb[]) WITH ORDINALITY AS e(image_id, payload, n)
     JOIN ins ON ins.id = e.image_id
     ORDER BY e.n
   )
@@ -252,7 +252,6 @@ export async function insertImages(tx: Tx, dataset: string, tags: string[], imag
       images.map((i) => i.bytes),
       images.map((i) => i.filename),
       at.toISOString(),
-      images.map(() => uuidv7()),
       images.map((i) => JSON.stringify(toImage(newRow({ ...i, dataset, tags }, at)))),
     ]),
   );
