@@ -30,6 +30,10 @@ export const WorkerEnv = Type.Object({
   WORKER_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 64, default: 8 }),
   // how often marks of applied events the stream no longer holds are removed; 0 keeps them all
   WORKER_FORGET_INTERVAL_MS: Type.Integer({ minimum: 0, maximum: 24 * 3600_000, default: 3600_000 }),
+  // how often images whose created event never reached the worker are looked for and analysed; 0 never
+  WORKER_CATCH_UP_INTERVAL_MS: Type.Integer({ minimum: 0, maximum: 24 * 3600_000, default: 300_000 }),
+  // how old such an image must be before it is analysed without its event
+  WORKER_CATCH_UP_AFTER_MS: Type.Integer({ minimum: 1000, maximum: 30 * 24 * 3600_000, default: 600_000 }),
   MAX_PIXELS: shared.MAX_PIXELS,
   DATABASE_POOL_MAX: Type.Integer({ minimum: 2, maximum: 100, default: 5 }),
   DATABASE_CONNECT_TIMEOUT_MS: shared.DATABASE_CONNECT_TIMEOUT_MS,

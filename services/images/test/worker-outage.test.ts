@@ -67,6 +67,8 @@ test('while PostgreSQL is down an event is nak’ed and retried, and applied onc
       WORKER_ACK_WAIT_MS: 10_000,
       WORKER_RETRY_DELAY_MS: 50,
       WORKER_FORGET_INTERVAL_MS: 0,
+      WORKER_CATCH_UP_INTERVAL_MS: 0,
+      WORKER_CATCH_UP_AFTER_MS: 600_000,
       WORKER_CONCURRENCY: 2,
       MAX_PIXELS: 4_000_000,
     },

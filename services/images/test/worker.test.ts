@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { createPool } from '@berth/service-kit';
 import type { FastifyInstance } from 'fastify';
@@ -65,6 +66,8 @@ function workerConfig(consumer: string, overrides: Partial<WorkerAppConfig> = {}
     WORKER_ACK_WAIT_MS: 5000,
     WORKER_RETRY_DELAY_MS: 50,
     WORKER_FORGET_INTERVAL_MS: 0,
+    WORKER_CATCH_UP_INTERVAL_MS: 0,
+    WORKER_CATCH_UP_AFTER_MS: 600_000,
     WORKER_CONCURRENCY: 2,
     MAX_PIXELS,
     ...overrides,
@@ -289,6 +292,43 @@ test('marks are kept whatever their age when the stream has no maximum age, and 
   const removed = await forgetProcessedTask(store, client, { ...options, stream: stream.name }, silentLog).run();
   assert.equal(removed, FORGET_BATCH + 3);
   assert.deepEqual(await marksOf('forgetting-batches'), []);
+});
+
+test('an image whose created event never came is analysed by the catch-up, and the event arriving later changes nothing', async (t) => {
+  await emptyStream();
+  t.after(closeWorkers);
+  // uploads here leave their created events unsent in the outbox
+  const waiting = await upload(await scene(300, 64, 48), 'stranded');
+  const stranded = await upload(await scene(301, 64, 48), 'stranded');
+  const young = await upload(await scene(302, 64, 48), 'stranded');
+  // the relay sent two of those events and the worker never got them; two of the images are old
+  await db.query('UPDATE outbox SET sent_at = now() WHERE image_id = ANY($1::uuid[])', [[stranded.id, young.id]]);
+  await db.query("UPDATE images SET created_at = now() - interval '1 hour' WHERE id = ANY($1::uuid[])", [
+    [waiting.id, stranded.id],
+  ]);
+  const worker = await startWorker('catching-up', {
+    WORKER_CATCH_UP_INTERVAL_MS: 100,
+    WORKER_CATCH_UP_AFTER_MS: 60_000,
+  });
+  assert.ok(await waitFor(async () => (await analysis(stranded.id)).analysis_status === 'done', 10_000));
+  assert.equal(await metric(worker, 'images_worker_caught_up_total', 'applied'), 1);
+  // more runs go by: the image whose event is still to be sent and the young one are left to their events
+  await sleep(600);
+  assert.equal((await analysis(waiting.id)).analysis_status, null);
+  assert.equal((await analysis(young.id)).analysis_status, null);
+  assert.equal(await metric(worker, 'images_worker_caught_up_total', 'applied'), 1);
+  // the created event turning up after all (its id is the image's) finds the effect applied
+  await publish(stranded, stranded.id);
+  assert.ok(
+    await waitFor(async () => (await metric(worker, 'images_worker_messages_processed_total', 'duplicate')) === 1),
+  );
+  const marks = await db.query<{ event_id: string }>(
+    "SELECT event_id FROM processed_events WHERE consumer = 'catching-up'",
+  );
+  assert.deepEqual(
+    marks.map((mark) => mark.event_id),
+    [stranded.id],
+  );
 });
 
 /** `node src/worker.ts` as compose runs it. */

@@ -8,6 +8,7 @@ import type { Store } from '../storage/store.ts';
 import { Thumbnails } from '../thumbnails.ts';
 import type { WorkerConfig } from '../worker-config.ts';
 import { Analyser } from './analyse.ts';
+import { catchUpTask } from './catch-up.ts';
 import { EventConsumer } from './consumer.ts';
 import { forgetProcessedTask } from './forget.ts';
 import { workerMetrics } from './metrics.ts';
@@ -25,6 +26,8 @@ export type WorkerAppConfig = Pick<
   | 'WORKER_RETRY_DELAY_MS'
   | 'WORKER_CONCURRENCY'
   | 'WORKER_FORGET_INTERVAL_MS'
+  | 'WORKER_CATCH_UP_INTERVAL_MS'
+  | 'WORKER_CATCH_UP_AFTER_MS'
   | 'MAX_PIXELS'
 >;
 
@@ -72,6 +75,7 @@ export function buildWorker(config: WorkerAppConfig, deps: WorkerDeps) {
     consumer: config.WORKER_CONSUMER,
     maxPixels: config.MAX_PIXELS,
   });
+  const metrics = workerMetrics(app.metrics, () => events.info());
   const events = new EventConsumer(
     client,
     {
@@ -84,7 +88,7 @@ export function buildWorker(config: WorkerAppConfig, deps: WorkerDeps) {
       concurrency: config.WORKER_CONCURRENCY,
     },
     (event) => analyser.apply(event.id, event.imageId),
-    workerMetrics(app.metrics, () => events.info()),
+    metrics,
     app.log,
   );
   const maintenance = new Maintenance(
@@ -93,6 +97,15 @@ export function buildWorker(config: WorkerAppConfig, deps: WorkerDeps) {
         analysis,
         client,
         { stream: config.EVENTS_STREAM, consumer: config.WORKER_CONSUMER, everyMs: config.WORKER_FORGET_INTERVAL_MS },
+        app.log,
+      ),
+      catchUpTask(
+        { store: analysis, analyser, info: () => events.info(), counter: metrics.caughtUp },
+        {
+          consumer: config.WORKER_CONSUMER,
+          everyMs: config.WORKER_CATCH_UP_INTERVAL_MS,
+          afterMs: config.WORKER_CATCH_UP_AFTER_MS,
+        },
         app.log,
       ),
     ],

@@ -7,6 +7,7 @@ export interface WorkerMetrics {
   failed: Counter<'reason'>;
   redelivered: Counter;
   duration: Histogram<'result'>;
+  caughtUp: Counter<'result'>;
 }
 
 /**
@@ -71,6 +72,12 @@ export function workerMetrics(registry: Registry, info: () => Promise<ConsumerIn
       help: 'Time from receiving an event to its acknowledgement, by result',
       labelNames: ['result'] as const,
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    caughtUp: new Counter({
+      name: 'images_worker_caught_up_total',
+      help: 'Images analysed without their created event, which never reached the worker, by result',
+      labelNames: ['result'] as const,
       registers: [registry],
     }),
   };

@@ -83,6 +83,17 @@ const FORGET = `DELETE FROM processed_events WHERE (consumer, event_id) IN (
     LIMIT $3
   )`;
 
+// images no event will bring to this consumer any more: never analysed, created more than $2 ms
+// ago, not marked (a created event's id is its image's id), and with every event of theirs sent
+// (an unsent one is still on its way); oldest first
+const STRANDED = `SELECT i.id FROM images i
+  WHERE i.analysis_status IS NULL
+    AND i.created_at < now() - make_interval(secs => $2::float8 / 1000)
+    AND NOT EXISTS (SELECT 1 FROM processed_events p WHERE p.consumer = $1 AND p.event_id = i.id)
+    AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.image_id = i.id AND o.sent_at IS NULL)
+  ORDER BY i.created_at
+  LIMIT $3`;
+
 /** The worker's reads and writes; outages come out as the shared 503 error, which it retries later. */
 export function analysisStore(pool: pg.Pool) {
   const query = <R extends pg.QueryResultRow>(text: string, values: unknown[]) =>
@@ -114,6 +125,15 @@ export function analysisStore(pool: pg.Pool) {
         outcome?.status === 'failed' ? outcome.error : null,
       ]);
       return rows[0]?.marked === 1;
+    },
+
+    /**
+     * Up to `limit` images, oldest first, that this consumer has not analysed and whose created
+     * event will not reach it: older than `olderThanMs`, with all their events sent.
+     */
+    async stranded(consumer: string, olderThanMs: number, limit: number): Promise<string[]> {
+      const { rows } = await query<{ id: string }>(STRANDED, [consumer, olderThanMs, limit]);
+      return rows.map((row) => row.id);
     },
 
     /**
