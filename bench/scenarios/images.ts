@@ -366,27 +366,25 @@ async function someIds(gatewayUrl: string, dataset: string, count: number): Prom
 
 /**
  * The machine's ceiling for one file per image: small files written, flushed, renamed into place
- * and their folders flushed, in batches of 1,000, by the store's own batch calls on the file
- * system the images service writes to. The import is measured against it in the same run.
+ * and their folders flushed, in batches of 1,000, by the store's own batch calls, into `dir` on
+ * the file system the images service writes to. The import is measured against it in the same
+ * run. The files are left for the caller to remove once nothing else is measured: ext4 skips
+ * inodes freed in the last minutes when it hands out new ones, looking each one up, so deleting
+ * thousands of files just before a measurement slows the file creation it measures.
  */
-export async function measureFileCeiling(count: number, signal?: AbortSignal): Promise<number> {
-  const dir = await mkdtemp(join(tmpdir(), 'berth-bench-files-'));
+export async function measureFileCeiling(count: number, dir: string, signal?: AbortSignal): Promise<number> {
   const store = new Store(dir);
-  try {
-    const bodies = uploadBodies(count, 5);
-    const started = performance.now();
-    for (let at = 0; at < count; at += 1000) {
-      signal?.throwIfAborted();
-      const batch = bodies.slice(at, at + 1000).map((bytes) => ({
-        bytes,
-        sha256: createHash('sha256').update(bytes).digest('hex'),
-      }));
-      await store.placeSynced(await store.stageMany(batch));
-    }
-    return count / ((performance.now() - started) / 1000);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
+  const bodies = uploadBodies(count, 5);
+  const started = performance.now();
+  for (let at = 0; at < count; at += 1000) {
+    signal?.throwIfAborted();
+    const batch = bodies.slice(at, at + 1000).map((bytes) => ({
+      bytes,
+      sha256: createHash('sha256').update(bytes).digest('hex'),
+    }));
+    await store.placeSynced(await store.stageMany(batch));
   }
+  return count / ((performance.now() - started) / 1000);
 }
 
 /** Settings for one images benchmark. */
@@ -448,9 +446,6 @@ export async function runImagesBench(options: ImagesBenchOptions): Promise<Scena
         (effects.failed ? ` (${effects.failed} failed: ${JSON.stringify(effects.failures)})` : ''),
     );
 
-    const ceiling = await measureFileCeiling(FILE_CEILING_COUNT, signal);
-    log(`file ceiling: ${ceiling.toFixed(0)} small files/s written, flushed and renamed into place by the store`);
-
     log(`generating ${options.images} digit-like 28x28 images as an IDX pair`);
     const files = await writeBenchIdx(scratch, options.images);
     const { result: imported, outbox } = await watchOutbox(
@@ -466,6 +461,9 @@ export async function runImagesBench(options: ImagesBenchOptions): Promise<Scena
       `outbox: ${outbox.events} events published at ${outbox.eventsPerSecond.toFixed(0)}/s, ` +
         `peak backlog ${outbox.peakBacklog}, drained ${outbox.drainSeconds.toFixed(1)} s after the job ended`,
     );
+    // after the import, into the run's scratch folder, removed at the end with the rest
+    const ceiling = await measureFileCeiling(FILE_CEILING_COUNT, join(scratch, 'ceiling'), signal);
+    log(`file ceiling: ${ceiling.toFixed(0)} small files/s written, flushed and renamed into place by the store`);
 
     const bodies = uploadBodies(Math.max(2000, options.seconds * 2000), 7);
     await measureUploads(gatewayUrl, bodies.slice(0, 500), {
