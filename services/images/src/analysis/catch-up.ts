@@ -6,7 +6,7 @@ import { type Task, unhurriedStart } from '../maintenance.ts';
 import type { Analyser } from './analyse.ts';
 
 /** Images taken per query. */
-export const CATCH_UP_BATCH = 100;
+const CATCH_UP_BATCH = 100;
 /** Batches per run at most, so a run (and a shutdown waiting for it) stays short. */
 const BATCHES_PER_RUN = 10;
 
