@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { decode } from 'fast-png';
 import sharp from 'sharp';
-import { tempDir, testApp } from './helpers/app.ts';
+import { leftovers, tempDir, testApp } from './helpers/app.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { tarOf, writeCifar, writeIdx } from './helpers/datasets.ts';
 import { multipart, numberedPng } from './helpers/images.ts';
@@ -192,6 +192,42 @@ test('a truncated gzip IDX fails the job with the reason and keeps the records r
   const [row] = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM images WHERE dataset = 'cut'");
   assert.equal(row?.n, job.imported);
   assert.ok(job.imported > 0 && job.imported < 300);
+});
+
+test('a batch whose commit fails ends the job; the batch written meanwhile leaves no temp file and no file without a row', async () => {
+  // the third batch of 64 is refused by the database; the fourth has its files written while
+  // the third commits, so they must go with it
+  await db.query(`CREATE FUNCTION refuse_third_batch() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF (SELECT count(*) FROM images WHERE dataset = 'refused') >= 128 THEN
+        RAISE EXCEPTION 'refused for the test';
+      END IF;
+      RETURN NEW;
+    END $$`);
+  await db.query(`CREATE TRIGGER refuse_third_batch BEFORE INSERT ON images FOR EACH ROW
+    WHEN (NEW.dataset = 'refused') EXECUTE FUNCTION refuse_third_batch()`);
+  try {
+    const idx = await writeIdx(work.path, { count: 400, prefix: 'refused', seed: 17 });
+    const response = await postImport({ dataset: 'refused' }, [
+      { name: 'refused-images-idx3-ubyte', bytes: await readFile(idx.images) },
+      { name: 'refused-labels-idx1-ubyte', bytes: await readFile(idx.labels) },
+    ]);
+    assert.equal(response.statusCode, 202, response.body);
+    const job = await finished(response.json().id);
+    assert.deepEqual(
+      { status: job.status, imported: job.imported, processed: job.processed },
+      { status: 'failed', imported: 128, processed: 128 },
+    );
+    assert.deepEqual(await leftovers(dir.path), []);
+    const rows = await db.query<{ sha256: string }>(`SELECT DISTINCT sha256 FROM images`);
+    const files = (await readdir(dir.path, { recursive: true })).filter((name) =>
+      /^[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{64}$/.test(name),
+    );
+    assert.deepEqual(files.map((name) => name.slice(6)).sort(), rows.map((row) => row.sha256).sort());
+  } finally {
+    await db.query('DROP TRIGGER refuse_third_batch ON images');
+    await db.query('DROP FUNCTION refuse_third_batch()');
+  }
 });
 
 test('GET /images/imports/:id is a 404 for an unknown job; retry is a 409 unless the job was interrupted', async () => {

@@ -212,21 +212,26 @@ export async function findByContent(tx: Tx, dataset: string, sha256: string): Pr
   return rows[0] ? toImage(rows[0]) : undefined;
 }
 
-// insertImage for many rows of one data set: arrays unnested into rows, the events joined to the
-// rows that went in (content the data set holds, or that repeats within the batch, is skipped)
-const INSERT_MANY = `WITH ins AS (
+// insertImage for many rows of one data set. The images go in as one JSON array of their API
+// shapes, which are also their created events' payloads: one parameter PostgreSQL parses, rather
+// than a dozen arrays the driver escapes element by element. The rows are read out of it, and the
+// events joined to the rows that went in (content the data set holds, or that repeats within the
+// batch, is skipped), in the order given.
+const INSERT_MANY = `WITH given AS (
+    SELECT e.payload, e.n FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(payload, n)
+  ), ins AS (
     INSERT INTO images (id, sha256, dataset, label, split, tags, format, width, height, channels, bytes, original_name, created_at, updated_at)
-    SELECT id, sha256, $1, label, split, $2::text[], format, width, height, channels, bytes, original_name, $13, $13
-    FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[], $9::int[], $10::int[], $11::int8[], $12::text[])
-      AS r(id, sha256, label, split, format, width, height, channels, bytes, original_name)
+    SELECT (p->>'id')::uuid, p->>'sha256', $2, p->>'label', p->>'split', $3::text[], p->>'format',
+      (p->>'width')::int, (p->>'height')::int, (p->>'channels')::int, (p->>'bytes')::int8, p->>'filename', $4, $4
+    FROM given AS g(p, n)
+    ORDER BY n
     ON CONFLICT (dataset, sha256) DO NOTHING
     RETURNING id, sha256
   ), event AS (
     INSERT INTO outbox (id, type, image_id, dataset, payload)
-    SELECT e.image_id, 'created', e.image_id, $1, e.payload
-    FROM unnest($3::uuid[], $14::jsonb[]) WITH ORDINALITY AS e(image_id, payload, n)
-    JOIN ins ON ins.id = e.image_id
-    ORDER BY e.n
+    SELECT ins.id, 'created', ins.id, $2, given.payload
+    FROM given JOIN ins ON ins.id = (given.payload->>'id')::uuid
+    ORDER BY given.n
   )
   SELECT sha256 FROM ins`;
 
@@ -237,23 +242,9 @@ const INSERT_MANY = `WITH ins AS (
 export async function insertImages(tx: Tx, dataset: string, tags: string[], images: NewImage[]): Promise<string[]> {
   if (images.length === 0) return [];
   const at = new Date();
+  const shown = images.map((image) => toImage(newRow({ ...image, dataset, tags }, at)));
   const { rows } = await tx.query<{ sha256: string }>(
-    prepared(INSERT_MANY, [
-      dataset,
-      tags,
-      images.map((i) => i.id),
-      images.map((i) => i.sha256),
-      images.map((i) => i.label),
-      images.map((i) => i.split),
-      images.map((i) => i.format),
-      images.map((i) => i.width),
-      images.map((i) => i.height),
-      images.map((i) => i.channels),
-      images.map((i) => i.bytes),
-      images.map((i) => i.filename),
-      at.toISOString(),
-      images.map((i) => JSON.stringify(toImage(newRow({ ...i, dataset, tags }, at)))),
-    ]),
+    prepared(INSERT_MANY, [JSON.stringify(shown), dataset, tags, at.toISOString()]),
   );
   if (rows.length > 0) eventsWritten(tx);
   return rows.map((row) => row.sha256);

@@ -35,9 +35,10 @@ export function encodePng(image: RawImage): Buffer {
   // Every scanline starts with its filter type; 0 (none) costs nothing and, on images this
   // small, compresses within a few per cent of the adaptive filters
   const scanlines = Buffer.allocUnsafe((stride + 1) * height);
-  for (let y = 0, from = 0, to = 0; y < height; y++, from += stride, to += stride + 1) {
-    scanlines[to] = 0;
-    scanlines.set(pixels.subarray(from, from + stride), to + 1);
+  // (copied byte by byte: a subarray per scanline would be an object per row of every image)
+  for (let y = 0, from = 0, to = 0; y < height; y++) {
+    scanlines[to++] = 0;
+    for (const end = from + stride; from < end; ) scanlines[to++] = pixels[from++] as number;
   }
   // A small output chunk spares tiny images zlib's default 16 KiB output buffer per call
   const idat = deflateSync(scanlines, { chunkSize: Math.min(16 * 1024, Math.max(1024, scanlines.length)) });

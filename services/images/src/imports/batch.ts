@@ -35,36 +35,61 @@ export interface BatchContext {
   dataset: string;
 }
 
+/** A batch whose new content is on disk under temp names, waiting for its transaction. */
+export interface StagedBatch {
+  images: Prepared[];
+  /** One image per distinct content. */
+  unique: Map<string, Prepared>;
+  /** Content some row pointed at when the batch was staged, so not written again. */
+  known: Set<string>;
+  /** Temp files by hash, not yet in place. */
+  staged: Map<string, Staged>;
+}
+
 /**
- * Commits one batch of an import. Files not known to be on the volume are written to temp files
- * first, many at a time, outside any transaction. Then, in one transaction: the shared
- * file locks, the renames into place and folder fsyncs, one multi-row INSERT (arrays unnested, ON
- * CONFLICT skipping content the data set holds) and the job's counters. Returns how many rows
- * were new; the rest of the images were duplicates.
+ * The first half of committing a batch, outside any transaction: content some row already
+ * points at is on the volume (a sweep cannot take it while rows refer to it), so one query finds
+ * it instead of a stat per image, and the rest is written to temp files, flushed, many at a
+ * time. It may run while the batch before is still committing.
  */
-export async function commitBatch(
+export async function stageBatch(ctx: BatchContext, images: Prepared[]): Promise<StagedBatch> {
+  const unique = new Map<string, Prepared>();
+  for (const image of images) if (!unique.has(image.row.sha256)) unique.set(image.row.sha256, image);
+  const { rows } = await withPostgres(() =>
+    ctx.pool.query<{ sha256: string }>({
+      name: 'images_known_content',
+      text: 'SELECT DISTINCT sha256 FROM images WHERE sha256 = ANY($1::text[])',
+      values: [[...unique.keys()]],
+    }),
+  );
+  const known = new Set(rows.map((row) => row.sha256));
+  const fresh = [...unique.values()].filter((image) => !known.has(image.row.sha256));
+  const staged = new Map<string, Staged>();
+  for (const file of await ctx.store.stageMany(fresh.map(toWrite))) staged.set(file.sha256, file);
+  return { images, unique, known, staged };
+}
+
+/** Removes a staged batch's temp files, for a batch that will not be committed. */
+export async function discardStaged(ctx: BatchContext, batch: StagedBatch): Promise<void> {
+  await forEachLimit(batch.staged.values(), ctx.concurrency, (file) => ctx.store.discard(file));
+}
+
+/**
+ * The second half, in one transaction: the shared file locks, the renames into place and folder
+ * fsyncs, one multi-row INSERT (the rows as one JSON parameter, ON CONFLICT skipping content the
+ * data set holds) and the job's counters. Returns how many rows were new; the rest of the images were
+ * duplicates. On failure nothing of the batch is left: temp files are removed and files renamed
+ * into place for rows that did not commit are reclaimed.
+ */
+export async function commitStaged(
   ctx: BatchContext,
-  images: Prepared[],
+  batch: StagedBatch,
   step: Omit<JobAdvance, 'imported' | 'duplicates'>,
 ): Promise<number> {
   const { store } = ctx;
-  const unique = new Map<string, Prepared>();
-  for (const image of images) if (!unique.has(image.row.sha256)) unique.set(image.row.sha256, image);
-  const staged = new Map<string, Staged>();
+  const { images, unique, known, staged } = batch;
   const placed: string[] = [];
   try {
-    // content some row already points at is on the volume (a sweep cannot take it while rows
-    // refer to it), so only the rest is written: one query instead of a stat per image
-    const { rows } = await withPostgres(() =>
-      ctx.pool.query<{ sha256: string }>({
-        name: 'images_known_content',
-        text: 'SELECT DISTINCT sha256 FROM images WHERE sha256 = ANY($1::text[])',
-        values: [[...unique.keys()]],
-      }),
-    );
-    const known = new Set(rows.map((row) => row.sha256));
-    const fresh = [...unique.values()].filter((image) => !known.has(image.row.sha256));
-    for (const file of await store.stageMany(fresh.map(toWrite))) staged.set(file.sha256, file);
     return await withTransaction(ctx.pool, async (tx) => {
       await lockFilesShared(tx, unique.keys());
       // known content whose rows went away meanwhile may have been swept; under the lock it stays
@@ -96,7 +121,7 @@ export async function commitBatch(
       return inserted.length;
     });
   } catch (err) {
-    await forEachLimit(staged.values(), ctx.concurrency, (file) => store.discard(file)).catch(() => {});
+    await discardStaged(ctx, batch).catch(() => {});
     // files renamed into place for rows that did not commit; the sweep gets any left here
     await reclaimFiles(ctx.pool, store, placed).catch(() => {});
     throw err;

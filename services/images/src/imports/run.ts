@@ -16,7 +16,7 @@ import { uuidv7 } from '../ids.ts';
 import { type ImageInfo, inspectImage } from '../inspect.ts';
 import { isLabel, RULES, shown } from '../names.ts';
 import type { Store } from '../storage/store.ts';
-import { commitBatch, type Prepared } from './batch.ts';
+import { commitStaged, discardStaged, type Prepared, stageBatch } from './batch.ts';
 
 /** The settings an import run works with. */
 export interface RunSettings {
@@ -63,8 +63,9 @@ class Pending {
  * Runs an import job from where it stands (`next_index`) to the end of its files. Records are
  * read as a stream and prepared one by one (pixel arrays encoded as PNG, archive images checked
  * by decoding them); every `batch` images are committed with the job's counters in one
- * transaction, while the next batch is being prepared. Only the batch being prepared and the one
- * being committed are in memory, whatever the data set's size. Returns normally when the source
+ * transaction. Three batches overlap: one commits, the next has its files written meanwhile, and
+ * the one after is being prepared; no more are in memory, whatever the data set's size (decision
+ * 0109). Returns normally when the source
  * is exhausted; a FormatError means the input is malformed from some record on.
  */
 export async function runImport(job: JobRow, ctx: RunContext): Promise<void> {
@@ -93,19 +94,33 @@ export async function runImport(job: JobRow, ctx: RunContext): Promise<void> {
   const flush = async () => {
     const batch = pending;
     pending = new Pending(batch.nextIndex);
-    // one batch commits while the next is prepared; the previous one must be in first, so the
-    // job's resume position only ever moves forward over committed rows
-    await committing;
     signal.throwIfAborted();
-    committing = commitBatch(batchContext, batch.images, {
+    const step = {
       processed: batch.processed,
       failed: batch.failed,
       errors: batch.errors,
       nextIndex: batch.nextIndex,
       total: source.total ?? null,
-    });
+    };
+    const previous = committing;
+    // this batch's files are written while the one before commits; its transaction waits for
+    // that commit, so the job's resume position only ever moves forward over committed rows
+    const staging = stageBatch(batchContext, batch.images);
+    staging.catch(() => {});
+    committing = (async () => {
+      try {
+        await previous;
+        signal.throwIfAborted();
+      } catch (err) {
+        await staging.then((staged) => discardStaged(batchContext, staged)).catch(() => {});
+        throw err;
+      }
+      return commitStaged(batchContext, await staging, step);
+    })();
     // keep a rejection from being reported as unhandled before it is awaited
     committing.catch(() => {});
+    // the next batch is prepared once the one before this is in: at most three in memory
+    await previous;
   };
 
   const fail = (record: string, message: string) => {

@@ -11,7 +11,7 @@ import {
   write,
 } from 'node:fs';
 import { type FileHandle, mkdir, open, rename, stat, unlink, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, resolve, sep } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
@@ -107,11 +107,14 @@ class Measure extends Transform {
  */
 export class Store {
   readonly root: string;
+  /** The root as a prefix for string-built paths: "" for the file system's root. */
+  readonly #prefix: string;
   readonly #concurrency: number;
 
   /** `concurrency`: files a batch writes, renames or syncs at once (IMPORT_CONCURRENCY). */
   constructor(root: string, options: { concurrency?: number } = {}) {
     this.root = resolve(root);
+    this.#prefix = this.root === sep ? '' : this.root;
     this.#concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
   }
 
@@ -123,8 +126,16 @@ export class Store {
 
   /** Where the file with this hash lives. */
   path(sha256: string): string {
+    return `${this.folder(sha256)}${sep}${sha256}`;
+  }
+
+  /**
+   * The folder the file with this hash lives in (`<root>/ab/cd`). Built as a string, not with
+   * path.join: the parts are known to be clean, and this runs several times per imported image.
+   */
+  folder(sha256: string): string {
     if (!SHA256.test(sha256)) throw new Error(`"${sha256}" is not a SHA-256 in hex`);
-    return join(this.root, sha256.slice(0, 2), sha256.slice(2, 4), sha256);
+    return `${this.#prefix}${sep}${sha256.slice(0, 2)}${sep}${sha256.slice(2, 4)}`;
   }
 
   /** Where a thumbnail of the file with this hash lives. */
@@ -207,8 +218,8 @@ export class Store {
 
   /** Writes bytes whose hash is known to a temp file next to their final place, fsynced. */
   async stageBytes(bytes: Uint8Array, sha256: string): Promise<Staged> {
-    const dir = dirname(this.path(sha256));
-    const path = join(dir, tempName());
+    const dir = this.folder(sha256);
+    const path = `${dir}${sep}${tempName()}`;
     // plain descriptors rather than FileHandle objects: this runs once per imported image
     const fd = await this.#inDir(dir, () => fsOpen(path, 'wx'));
     try {
@@ -249,10 +260,11 @@ export class Store {
   async placeSynced(files: Staged[]): Promise<void> {
     const dirs = new Set<string>();
     await this.#each(files, async (file) => {
-      const target = this.path(file.sha256);
-      await this.#inDir(dirname(target), () => rename(file.path, target));
+      const dir = this.folder(file.sha256);
+      const target = `${dir}${sep}${file.sha256}`;
+      await this.#inDir(dir, () => rename(file.path, target));
       file.placed = true;
-      dirs.add(dirname(target));
+      dirs.add(dir);
     });
     await this.syncDirs(dirs);
   }
