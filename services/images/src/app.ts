@@ -11,7 +11,7 @@ import { FileCache } from './file-cache.ts';
 import { ImportRunner } from './imports/runner.ts';
 import { Inbox } from './inbox/inbox.ts';
 import { type InboxConfig, inboxSettings } from './inbox/settings.ts';
-import { importWatchdog, inboxScan, Maintenance, volumeSweep } from './maintenance.ts';
+import { importWatchdog, inboxPrune, inboxScan, Maintenance, volumeSweep } from './maintenance.ts';
 import { RefCache } from './ref-cache.ts';
 import { datasetRoutes } from './routes/datasets.ts';
 import { fileRoutes } from './routes/files.ts';
@@ -121,7 +121,7 @@ export function buildApp(config: AppConfig, deps: ImagesDeps) {
     [
       importWatchdog(runner, Math.max(1000, Math.floor(config.IMPORT_STALE_MS / 2))),
       volumeSweep(pool, store, { everyMs: config.SWEEP_INTERVAL_MS, graceMs: config.SWEEP_GRACE_MS }, app.log),
-      ...(inboxed && inbox ? [inboxScan(inbox, inboxed.everyMs)] : []),
+      ...(inboxed && inbox ? [inboxScan(inbox, inboxed.everyMs), inboxPrune(inbox, inboxed.keepMs)] : []),
     ],
     app.log,
   );

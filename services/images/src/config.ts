@@ -45,6 +45,7 @@ export const ImagesEnv = Type.Object({
   INBOX_SCAN_INTERVAL: Type.String({ default: '30s' }),
   INBOX_SETTLE: Type.String({ default: '5s' }),
   INBOX_CLAIM_TIMEOUT: Type.String({ default: '10m' }),
+  INBOX_KEEP: Type.String({ default: '7d' }),
   INBOX_MAX_FILES: Type.Integer({ minimum: 1, maximum: 100_000, default: 200 }),
   INBOX_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 64, default: 4 }),
 });

@@ -114,3 +114,12 @@ export function volumeSweep(
 export function inboxScan(inbox: Inbox, everyMs: number): Task {
   return { name: 'inbox', everyMs, run: () => inbox.scan() };
 }
+
+/**
+ * Removes the inbox's handled files once they are older than `keepMs`, hourly (or every
+ * `keepMs` when that is shorter); off when `keepMs` is 0.
+ */
+export function inboxPrune(inbox: Inbox, keepMs: number): Task {
+  const everyMs = keepMs > 0 ? Math.max(1000, Math.min(3_600_000, keepMs)) : 0;
+  return { name: 'inbox-prune', everyMs, firstAfterMs: unhurriedStart(everyMs), run: () => inbox.prune(keepMs) };
+}

@@ -358,10 +358,46 @@ test('inbox settings take durations with a unit or plain milliseconds, and a bad
   assert.throws(() => on({ INBOX_SCAN_INTERVAL: 'soon' }), {
     name: 'ConfigError',
     message:
-      'INBOX_SCAN_INTERVAL "soon" is not a duration; write a number with a unit (500ms, 30s, 5m, 1h) or plain milliseconds',
+      'INBOX_SCAN_INTERVAL "soon" is not a duration; write a number with a unit (500ms, 30s, 5m, 1h, 7d) or plain milliseconds',
   });
   assert.throws(() => on({ INBOX_SCAN_INTERVAL: '10ms' }), {
-    message: 'INBOX_SCAN_INTERVAL "10ms" is out of range; use 100ms to 24h',
+    message: 'INBOX_SCAN_INTERVAL "10ms" is out of range; use 100ms to 1d',
   });
   assert.throws(() => on({ INBOX_CLAIM_TIMEOUT: '5' }), /^ConfigError: INBOX_CLAIM_TIMEOUT "5"/);
+  assert.equal(on({})?.keepMs, 7 * 24 * 3600_000, 'handled files are kept a week by default');
+  assert.equal(on({ INBOX_KEEP: '30d' })?.keepMs, 30 * 24 * 3600_000);
+  assert.equal(on({ INBOX_KEEP: '0' })?.keepMs, 0);
+  assert.throws(() => on({ INBOX_KEEP: 'forever' }), /^ConfigError: INBOX_KEEP "forever" is not a duration/);
+});
+
+test('handled files leave .done and .failed once older than INBOX_KEEP, newer ones stay, and emptied folders go', async () => {
+  const dir = await inboxDir();
+  await put(dir, 'kept/cat/old.png', await numberedPng(5001));
+  await put(dir, 'kept/cat/old.txt', 'not an image');
+  const { inbox: scanner, registry } = inbox(dir);
+  assert.equal((await scanner.scan()).created, 1);
+  await sleep(50);
+  const between = Date.now();
+  await sleep(50);
+  await put(dir, 'kept/dog/new.png', await numberedPng(5002));
+  assert.equal((await scanner.scan()).created, 1);
+  const handled = async () => [...(await files(join(dir, '.done'))), ...(await files(join(dir, '.failed')))];
+  assert.deepEqual(await handled(), [
+    'kept/cat/old.png',
+    'kept/dog/new.png',
+    'kept/cat/old.txt',
+    'kept/cat/old.txt.error.json',
+  ]);
+
+  const hour = 3600_000;
+  assert.equal(await scanner.prune(hour), 0, 'nothing is an hour old yet');
+  // an hour after the moment between the two scans: the first scan's files are past the hour
+  assert.equal(await scanner.prune(hour, between + hour), 3);
+  assert.deepEqual(await handled(), ['kept/dog/new.png']);
+  assert.deepEqual(await readdir(join(dir, '.done', 'kept')), ['dog'], 'the emptied cat folder went');
+  assert.deepEqual(await readdir(join(dir, '.failed')), []);
+  assert.deepEqual((await rowsIn('kept')).length, 2, 'the stored images stay');
+  const removed = await registry.getSingleMetric('images_inbox_removed_total')?.get();
+  assert.equal(removed?.values[0]?.value, 3);
+  await scanner.close();
 });

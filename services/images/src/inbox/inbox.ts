@@ -1,5 +1,5 @@
 import type { Stats } from 'node:fs';
-import { type FileHandle, lstat, mkdir, open, readdir, writeFile } from 'node:fs/promises';
+import { type FileHandle, lstat, mkdir, open, readdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { httpError } from '@berth/service-kit';
 import type { FastifyBaseLogger } from 'fastify';
@@ -11,7 +11,7 @@ import { IN_MEMORY_UPLOAD } from '../receive.ts';
 import { type Store, TooLarge } from '../storage/store.ts';
 import { Claims } from './claims.ts';
 import { DONE_DIR, FAILED_DIR, isIgnored, placementOf } from './layout.ts';
-import { moveKeeping } from './move.ts';
+import { entriesUnder, moveKeeping, removeEmptyDirs } from './move.ts';
 
 /** How the inbox behaves; the limits are the upload limits, so an inbox file passes the same checks. */
 export interface InboxOptions {
@@ -84,6 +84,7 @@ export class Inbox {
   readonly #log: FastifyBaseLogger;
   readonly #claims: Claims;
   readonly #files: Counter<'outcome'>;
+  readonly #removed: Counter;
   readonly #seen = new Map<string, Look>();
   #running: Promise<ScanReport> | undefined;
   #outage = false;
@@ -101,6 +102,11 @@ export class Inbox {
       registers: [registry],
     });
     for (const outcome of OUTCOMES) this.#files.labels(outcome).inc(0);
+    this.#removed = new Counter({
+      name: 'images_inbox_removed_total',
+      help: 'Files removed from the inbox folders .done and .failed once they were older than INBOX_KEEP',
+      registers: [registry],
+    });
   }
 
   /** The inbox folder. */
@@ -114,6 +120,37 @@ export class Inbox {
       this.#running = undefined;
     });
     return this.#running;
+  }
+
+  /**
+   * Removes what the scans put in `.done` and `.failed` (files and their `.error.json`) more than
+   * `keepMs` before `now`, then the folders that left empty. A file's age there is its inode's
+   * change time, which the move into the folder set. Several replicas may do this at once: a file
+   * another one removed first is simply gone. Returns how many files went.
+   */
+  async prune(keepMs: number, now = Date.now()): Promise<number> {
+    const cutoff = now - keepMs;
+    let removed = 0;
+    for (const root of [join(this.dir, DONE_DIR), join(this.dir, FAILED_DIR)]) {
+      await forEachLimit(
+        (await entriesUnder(root)).filter((entry) => entry.isFile()),
+        this.#options.concurrency,
+        async (entry) => {
+          const path = join(entry.parentPath, entry.name);
+          try {
+            if ((await lstat(path)).ctimeMs > cutoff) return;
+            await unlink(path);
+            removed++;
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+          }
+        },
+      );
+      await removeEmptyDirs(root);
+    }
+    this.#removed.inc(removed);
+    if (removed > 0) this.#log.info({ removed, keepMs }, 'removed handled files from the inbox');
+    return removed;
   }
 
   /** Waits for a scan in progress and removes this replica's (then empty) claim folder. */

@@ -1,4 +1,4 @@
-import { constants } from 'node:fs';
+import { constants, type Dirent } from 'node:fs';
 import { copyFile, link, mkdir, readdir, rmdir, unlink } from 'node:fs/promises';
 import { dirname, extname, join } from 'node:path';
 
@@ -39,24 +39,40 @@ export async function moveKeeping(from: string, root: string, rel: string): Prom
   const dir = dirname(target);
   await mkdir(dir, { recursive: true });
   const name = target.slice(dir.length + 1);
-  for (let n = 1; ; n++) {
+  let remade = false;
+  for (let n = 1; ; ) {
     const to = join(dir, candidate(name, n));
-    if (await linkNew(from, to)) {
+    let moved: boolean;
+    try {
+      moved = await linkNew(from, to);
+    } catch (err) {
+      // the folder may have been removed as empty (the inbox prune) since it was made: once more
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || remade) throw err;
+      remade = true;
+      await mkdir(dir, { recursive: true });
+      continue;
+    }
+    if (moved) {
       await unlink(from);
       return to;
     }
+    n++;
+  }
+}
+
+/** A folder's entries, all the way down; none when the folder is not there. */
+export async function entriesUnder(root: string): Promise<Dirent[]> {
+  try {
+    return await readdir(root, { recursive: true, withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
   }
 }
 
 /** Removes the empty folders under `root` (not `root` itself); a folder something was put in stays. */
 export async function removeEmptyDirs(root: string): Promise<void> {
-  let entries: { parentPath: string; name: string; isDirectory(): boolean }[];
-  try {
-    entries = await readdir(root, { recursive: true, withFileTypes: true });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
-  }
+  const entries = await entriesUnder(root);
   const dirs = entries.filter((entry) => entry.isDirectory()).map((entry) => join(entry.parentPath, entry.name));
   // deepest first, so a parent is empty by the time it is tried
   dirs.sort((a, b) => b.length - a.length);

@@ -13,6 +13,7 @@ export type InboxConfig = Pick<ImagesConfig, 'MAX_UPLOAD_BYTES' | 'MAX_PIXELS'> 
       | 'INBOX_SCAN_INTERVAL'
       | 'INBOX_SETTLE'
       | 'INBOX_CLAIM_TIMEOUT'
+      | 'INBOX_KEEP'
       | 'INBOX_MAX_FILES'
       | 'INBOX_CONCURRENCY'
     >
@@ -20,12 +21,16 @@ export type InboxConfig = Pick<ImagesConfig, 'MAX_UPLOAD_BYTES' | 'MAX_PIXELS'> 
 
 const SECOND = 1000;
 const HOUR = 3600 * SECOND;
+const DAY = 24 * HOUR;
 
 /**
- * The inbox's options and scan interval from the configuration, or undefined when INBOX_DIR is
- * empty (the inbox is off). A duration that does not parse is a ConfigError naming the variable.
+ * The inbox's options, scan interval and how long handled files are kept (`keepMs`, 0: for ever)
+ * from the configuration, or undefined when INBOX_DIR is empty (the inbox is off). A duration that
+ * does not parse is a ConfigError naming the variable.
  */
-export function inboxSettings(config: InboxConfig): { everyMs: number; options: InboxOptions } | undefined {
+export function inboxSettings(
+  config: InboxConfig,
+): { everyMs: number; keepMs: number; options: InboxOptions } | undefined {
   if (!config.INBOX_DIR) return undefined;
   const everyMs = parseDuration('INBOX_SCAN_INTERVAL', config.INBOX_SCAN_INTERVAL ?? '30s', {
     min: 100,
@@ -33,6 +38,7 @@ export function inboxSettings(config: InboxConfig): { everyMs: number; options: 
   });
   return {
     everyMs,
+    keepMs: parseDuration('INBOX_KEEP', config.INBOX_KEEP ?? '7d', { min: 0, max: 3650 * DAY }),
     options: {
       dir: resolve(config.INBOX_DIR),
       settleMs: parseDuration('INBOX_SETTLE', config.INBOX_SETTLE ?? '5s', { min: 0, max: HOUR }),
