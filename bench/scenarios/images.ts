@@ -17,6 +17,7 @@ import { encodePng } from '../../services/images/src/formats/index.ts';
 import { prepareDatabase } from '../../services/images/src/setup.ts';
 import { Store } from '../../services/images/src/storage/store.ts';
 import type { LoadResult } from '../lib/load.ts';
+import { seeded } from '../lib/random.ts';
 import { type BenchContext, type Check, check, type Scenario, type ScenarioReport } from '../lib/scenario.ts';
 import type { Stack } from '../lib/stack.ts';
 import { Samples } from '../lib/stats.ts';
@@ -27,25 +28,13 @@ import { type EffectFigures, measureEffectLatency, startWorker, watchOutbox } fr
 /** Connections for the single-upload run, as the issue states it. */
 export const UPLOAD_CONCURRENCY = 16;
 
-/** A fast seeded generator, so every run imports the same pixels. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * Digit-like 28x28 greyscale images: a black field with two to four bright pen strokes, each a
  * random walk drawn with a soft 3x3 brush. Like MNIST they are mostly zeros with a few hundred
  * inked pixels, so their PNGs are MNIST-sized (a few hundred bytes), and no two are alike.
  */
 export function digitPixels(count: number, seed = 20_240_611): { pixels: Buffer; labels: Buffer } {
-  const random = mulberry32(seed);
+  const random = seeded(seed);
   const size = 28;
   const pixels = Buffer.alloc(count * size * size);
   const labels = Buffer.alloc(count);

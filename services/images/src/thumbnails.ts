@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import sharp, { type OutputInfo } from 'sharp';
-import { type Store, THUMBNAIL_SIZES } from './storage/store.ts';
+import type { Store } from './storage/store.ts';
 
 /**
  * WebP thumbnails, made on first request and kept on the volume next to the originals (keyed by
@@ -31,26 +31,6 @@ export class Thumbnails {
       this.#making.set(path, making);
     }
     return making;
-  }
-
-  /**
-   * Makes every standard size of a thumbnail ahead of time (the images-worker's job), smallest
-   * first, encoding each distinct picture once: thumbnails never enlarge, so once a size came out
-   * smaller than its box, every larger size is that same picture (all three for an MNIST digit).
-   */
-  async makeAll(sha256: string): Promise<void> {
-    const files: Array<{ path: string; bytes: Buffer }> = [];
-    const sizes = [...THUMBNAIL_SIZES].sort((a, b) => a - b);
-    for (let i = 0; i < sizes.length; i++) {
-      const size = sizes[i] as number;
-      const { data, info } = await this.#encode(sha256, size);
-      const whole = Math.max(info.width, info.height) < size;
-      for (const same of whole ? sizes.slice(i) : [size]) {
-        files.push({ path: this.#store.thumbnailPath(sha256, same), bytes: data });
-      }
-      if (whole) break;
-    }
-    await this.#store.putFiles(files);
   }
 
   async #make(sha256: string, size: number, path: string): Promise<Buffer> {

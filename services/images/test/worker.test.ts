@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -13,10 +13,11 @@ import { headers, type JetStreamClient, type NatsConnection } from 'nats';
 import { buildWorker, type WorkerAppConfig } from '../src/analysis/app.ts';
 import { dhash, fromSigned } from '../src/analysis/dhash.ts';
 import { FORGET_BATCH, forgetProcessedTask } from '../src/analysis/forget.ts';
+import { PACKED_BYTES } from '../src/analysis/signature.ts';
 import { analysisStore } from '../src/db/analysis.ts';
 import { deleteStream, ensureStream, subjectFor } from '../src/events/stream.ts';
 import { uuidv7 } from '../src/ids.ts';
-import { Store, THUMBNAIL_SIZES } from '../src/storage/store.ts';
+import { Store } from '../src/storage/store.ts';
 import type { TestDatabase } from './helpers/database.ts';
 import {
   type EventsApp,
@@ -143,7 +144,7 @@ async function consumerInfo(name: string) {
   return (await nc.jetstreamManager()).consumers.info(stream.name, name);
 }
 
-test('a created event puts the hash on the row and the thumbnails on the volume; a second copy of it changes nothing', async (t) => {
+test('a created event puts the hash and the signature on the row; a second copy of it changes nothing', async (t) => {
   await emptyStream();
   t.after(closeWorkers);
   const worker = await startWorker('effects');
@@ -153,9 +154,15 @@ test('a created event puts the hash on the row and the thumbnails on the volume;
   assert.ok(await waitFor(async () => (await analysis(image.id)).analysis_status === 'done'));
   const first = await analysis(image.id);
   assert.equal(fromSigned(first.phash as string), await dhash(picture, MAX_PIXELS));
-  for (const size of THUMBNAIL_SIZES) {
-    assert.ok((await stat(ctx.store.thumbnailPath(image.sha256, size))).size > 0, `thumbnail ${size}`);
-  }
+  const [signed] = await ctx.pool
+    .query<{ bytes: number; keys: number }>(
+      `SELECT length(signature) AS bytes, (SELECT count(*)::int FROM image_keys WHERE image_id = $1) AS keys
+       FROM images WHERE id = $1`,
+      [image.id],
+    )
+    .then((result) => result.rows);
+  assert.equal(signed?.bytes, PACKED_BYTES);
+  assert.equal(signed?.keys, 16);
   assert.equal(await metric(worker, 'images_worker_messages_processed_total', 'result="applied"'), 1);
 
   // the same event again under another message id, as after the duplicate window: acked, not applied

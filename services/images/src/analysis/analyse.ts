@@ -1,8 +1,8 @@
 import { stat } from 'node:fs/promises';
 import type { AnalysisOutcome, AnalysisStore } from '../db/analysis.ts';
 import type { Store } from '../storage/store.ts';
-import type { Thumbnails } from '../thumbnails.ts';
 import { dhash } from './dhash.ts';
+import { packSignature, signatureKeys, signatureOf } from './signature.ts';
 
 /**
  * What became of one event: its effect applied, recorded as undecodable, already applied before
@@ -17,27 +17,20 @@ function isSystemError(err: unknown): boolean {
 }
 
 /**
- * The images-worker's effect for a created event: the perceptual hash on the image row and the
- * standard thumbnails on the volume. Idempotent by event id: the row update commits together with
- * the event's processed_events row, so a second delivery finds it and changes nothing. Thumbnails
- * are content-addressed files written by rename, so making one twice only costs time.
+ * The images-worker's effect for a created event: the difference hash and the near-duplicate
+ * signature with its candidate keys on the image row (thumbnails are made on first request).
+ * Idempotent by event id: the row update commits together with the event's processed_events row,
+ * so a second delivery finds it and changes nothing.
  */
 export class Analyser {
   readonly #db: AnalysisStore;
   readonly #files: Store;
-  readonly #thumbnails: Thumbnails;
   readonly #consumer: string;
   readonly #maxPixels: number;
 
-  constructor(
-    db: AnalysisStore,
-    files: Store,
-    thumbnails: Thumbnails,
-    options: { consumer: string; maxPixels: number },
-  ) {
+  constructor(db: AnalysisStore, files: Store, options: { consumer: string; maxPixels: number }) {
     this.#db = db;
     this.#files = files;
-    this.#thumbnails = thumbnails;
     this.#consumer = options.consumer;
     this.#maxPixels = options.maxPixels;
   }
@@ -70,16 +63,12 @@ export class Analyser {
       }
       throw err;
     }
-    let hash: bigint;
     try {
-      // every size the API serves, so no request waits for an encode; the hash and the
-      // thumbnails side by side
-      const [made] = await Promise.all([dhash(path, this.#maxPixels), this.#thumbnails.makeAll(sha256)]);
-      hash = made;
+      const [hash, signature] = await Promise.all([dhash(path, this.#maxPixels), signatureOf(path, this.#maxPixels)]);
+      return { status: 'done', hash, signature: packSignature(signature), keys: signatureKeys(signature) };
     } catch (err) {
       if (isSystemError(err)) throw err;
       return { status: 'failed', error: `The image could not be decoded: ${(err as Error).message}` };
     }
-    return { status: 'done', hash };
   }
 }

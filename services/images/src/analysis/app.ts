@@ -5,7 +5,6 @@ import { NatsClient } from '../events/nats.ts';
 import { subjectFilter } from '../events/stream.ts';
 import { Maintenance } from '../maintenance.ts';
 import type { Store } from '../storage/store.ts';
-import { Thumbnails } from '../thumbnails.ts';
 import type { WorkerConfig } from '../worker-config.ts';
 import { Analyser } from './analyse.ts';
 import { catchUpTask } from './catch-up.ts';
@@ -71,7 +70,7 @@ export function buildWorker(config: WorkerAppConfig, deps: WorkerDeps) {
   });
   const client = new NatsClient({ url: config.NATS_URL, name: `images-worker ${config.WORKER_CONSUMER}` }, app.log);
   const analysis = analysisStore(pool);
-  const analyser = new Analyser(analysis, store, new Thumbnails(store, config.MAX_PIXELS), {
+  const analyser = new Analyser(analysis, store, {
     consumer: config.WORKER_CONSUMER,
     maxPixels: config.MAX_PIXELS,
   });

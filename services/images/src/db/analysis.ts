@@ -1,11 +1,18 @@
 import { withPostgres } from '@berth/service-kit';
 import type pg from 'pg';
-import { fromSigned, toSigned } from '../analysis/dhash.ts';
+import { fromSigned, hammingDistance, toSigned } from '../analysis/dhash.ts';
+import { type Signature, signatureKeys, unpackSignature } from '../analysis/signature.ts';
+import { verificationScore } from '../analysis/verify.ts';
 import { COLUMNS, type Image, type ImageRow, toImage } from './images.ts';
 import { prepared } from './transaction.ts';
 
-/** What the worker found out about an image: its hash, or why it could not be decoded. */
-export type AnalysisOutcome = { status: 'done'; hash: bigint } | { status: 'failed'; error: string };
+/**
+ * What the worker found out about an image: its difference hash (the API's `hash`) and its
+ * near-duplicate signature with its candidate keys, or why it could not be decoded.
+ */
+export type AnalysisOutcome =
+  | { status: 'done'; hash: bigint; signature: Buffer; keys: bigint[] }
+  | { status: 'failed'; error: string };
 
 /** An image's analysis as the similar route needs it. */
 export interface AnalysisState {
@@ -13,18 +20,21 @@ export interface AnalysisState {
   dataset: string;
   status: 'done' | 'failed' | null;
   hash: bigint | null;
+  signature: Signature | null;
   error: string | null;
 }
 
-/** One near-duplicate and how many hash bits it differs by. */
+/** One near-duplicate: how many difference-hash bits it differs by, and its verification score. */
 export interface Match {
   distance: number;
+  score: number;
   image: Image;
 }
 
 /** A test or val image that near-duplicates a train image of its data set. */
 export interface Leak {
   distance: number;
+  score: number;
   image: Image;
   train: Image;
 }
@@ -33,31 +43,6 @@ export interface Leak {
 export interface PairPosition {
   imageId: string;
   trainId: string;
-}
-
-// The band of a hash as the four partial indexes of migration 0003 cut it; the expressions must be
-// written exactly so for PostgreSQL to match them to those indexes.
-function band(hash: string, shift: number): string {
-  return shift === 0 ? `(${hash} & 65535)` : `((${hash} >> ${shift}) & 65535)`;
-}
-
-/**
- * The rows (id, split, hash) that may lie within `distance` bits of `probe`: for each band, every band
- * value within distance / 4 bits of the probe's, joined to that band's index (see migration 0003).
- * Written as joins on unnest rather than "= ANY(array)": the planner then estimates each lookup
- * from the band's statistics (a few rows) instead of a default guess that can make it read the
- * whole table, once per probe in the leaks query.
- */
-function candidates(probe: string, distance: string, dataset: string | undefined): string {
-  const inDataset = dataset === undefined ? '' : ` AND c.dataset = ${dataset}`;
-  return [48, 32, 16, 0]
-    .map(
-      (
-        shift,
-      ) => `SELECT c.id, c.split, c.phash FROM unnest(image_hash_band_ball(${band(probe, shift)}, ${distance} / 4)) AS v(band)
-      JOIN images c ON ${band('c.phash', shift)} = v.band AND c.phash IS NOT NULL${inDataset}`,
-    )
-    .join('\n    UNION ');
 }
 
 // whether this consumer applied the event already, and the image's content (null once deleted)
@@ -69,8 +54,14 @@ const RECORD = `WITH mark AS (
     INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2::uuid)
     ON CONFLICT DO NOTHING RETURNING 1
   ), outcome AS (
-    UPDATE images SET phash = $5::int8, analysis_status = $4, analysis_error = left($6, 1000), analysed_at = now()
+    UPDATE images SET phash = $5::int8, signature = $7::bytea, analysis_status = $4,
+      analysis_error = left($6, 1000), analysed_at = now()
     WHERE id = $3::uuid AND $4::text IS NOT NULL AND EXISTS (SELECT 1 FROM mark)
+    RETURNING id
+  ), keyed AS (
+    INSERT INTO image_keys (key, image_id)
+    SELECT DISTINCT k, o.id FROM outcome o CROSS JOIN unnest($8::int8[]) AS k
+    ON CONFLICT DO NOTHING
   )
   SELECT count(*)::int AS marked FROM mark`;
 // a consumer's applied events older than $2 ms, oldest first, at most $3 of them; an event whose
@@ -123,6 +114,8 @@ export function analysisStore(pool: pg.Pool) {
         outcome?.status ?? null,
         outcome?.status === 'done' ? toSigned(outcome.hash) : null,
         outcome?.status === 'failed' ? outcome.error : null,
+        outcome?.status === 'done' ? outcome.signature : null,
+        outcome?.status === 'done' ? outcome.keys.map((key) => key.toString()) : [],
       ]);
       return rows[0]?.marked === 1;
     },
@@ -151,38 +144,30 @@ export function analysisStore(pool: pg.Pool) {
 /** The worker's database access. */
 export type AnalysisStore = ReturnType<typeof analysisStore>;
 
-const STATE = 'SELECT id, dataset, phash, analysis_status, analysis_error FROM images WHERE id = $1::uuid';
+const STATE = 'SELECT id, dataset, phash, signature, analysis_status, analysis_error FROM images WHERE id = $1::uuid';
 
-/** The near-duplicate query ($1 hash, $2 distance, $3 id left out, $4 limit, $5 data set when scoped); exported for plan tests. */
-export const similarSql = (
-  scoped: boolean,
-) => `SELECT ${COLUMNS}, bit_count((phash # $1::int8)::bit(64))::int AS distance
+/**
+ * The candidates of one image: every analysed image sharing a key with it ($1 keys), itself ($2)
+ * left out, in one data set ($4) or all, with their signatures and difference-hash distance ($3).
+ */
+const similarCandidates = (scoped: boolean) => `SELECT ${COLUMNS}, signature,
+    bit_count((phash # $3::int8)::bit(64))::int AS distance
   FROM images
-  WHERE id IN (SELECT id FROM (${candidates('$1::int8', '$2::int', scoped ? '$5' : undefined)}) AS c)
-    AND bit_count((phash # $1::int8)::bit(64)) <= $2::int AND id <> $3::uuid
-  ORDER BY distance, id
-  LIMIT $4`;
+  WHERE id IN (SELECT k.image_id FROM image_keys k WHERE k.key = ANY($1::int8[]))
+    AND id <> $2::uuid AND signature IS NOT NULL${scoped ? ' AND dataset = $4' : ''}`;
 
 /** The test and val images a leaks page looks at, in id order ($1 data set, $2 splits, $3 how many, $4 first id). */
-const LEAK_PROBES = `SELECT id, phash FROM images
-  WHERE dataset = $1 AND split = ANY($2::text[]) AND phash IS NOT NULL AND id >= $4::uuid
+const LEAK_PROBES = `SELECT id, phash, signature FROM images
+  WHERE dataset = $1 AND split = ANY($2::text[]) AND signature IS NOT NULL AND id >= $4::uuid
   ORDER BY id
   LIMIT $3`;
 
-/**
- * The pairs among those images ($1 ids, $2 hashes, $3 data set, $4 distance, $5 limit, $6 and $7
- * the pair to start after); exported for plan tests.
- */
-export const leaksSql = `SELECT t.id AS image_id, r.id AS train_id,
-    bit_count((t.phash # r.phash)::bit(64))::int AS distance
-  FROM unnest($1::uuid[], $2::int8[]) AS t(id, phash)
-  CROSS JOIN LATERAL (
-    SELECT c.id, c.phash FROM (${candidates('t.phash', '$4::int', '$3')}) AS c
-    WHERE c.split = 'train' AND bit_count((t.phash # c.phash)::bit(64)) <= $4::int
-  ) r
-  WHERE t.id > $6::uuid OR r.id > $7::uuid
-  ORDER BY t.id, r.id
-  LIMIT $5`;
+/** For each probe (by its index, $1, one row per key $2), the train images of data set $3 sharing a key with it. */
+export const leakCandidatesSql = `SELECT DISTINCT p.probe, c.id, c.phash
+  FROM unnest($1::int[], $2::int8[]) AS p(probe, key)
+  JOIN image_keys k ON k.key = p.key
+  JOIN images c ON c.id = k.image_id
+  WHERE c.dataset = $3 AND c.split = 'train' AND c.signature IS NOT NULL`;
 
 /** The smallest UUID: a position before every image. */
 const FIRST = '00000000-0000-0000-0000-000000000000';
@@ -190,11 +175,19 @@ const FIRST = '00000000-0000-0000-0000-000000000000';
 const LAST = 'ffffffff-ffff-ffff-ffff-ffffffffffff';
 
 /**
- * How many test and val images one leaks page compares at most. Each costs an index lookup per
- * candidate band value (4 to 548), so a page answers in bounded time however rare leaks are; a page
- * may then hold fewer items than asked for, and nextCursor goes on from where it stopped.
+ * How many test and val images one leaks page compares at most. Each costs a key lookup per key
+ * and a verification per candidate, so a page answers in bounded time however rare leaks are; a
+ * page may then hold fewer items than asked for, and nextCursor goes on from where it stopped.
  */
 export const LEAK_SCAN = 200;
+
+/** What near-duplicate reads are filtered by: the verification threshold, and at most this many dHash bits. */
+export interface Closeness {
+  threshold: number;
+  distance: number;
+}
+
+const hashDistance = (a: string, b: string) => hammingDistance(fromSigned(a), fromSigned(b));
 
 /** Near-duplicate reads for the API, on the pool; every outage is the shared 503. */
 export function similarityReader(pool: pg.Pool) {
@@ -208,6 +201,7 @@ export function similarityReader(pool: pg.Pool) {
         id: string;
         dataset: string;
         phash: string | null;
+        signature: Buffer | null;
         analysis_status: 'done' | 'failed' | null;
         analysis_error: string | null;
       }>(STATE, [id]);
@@ -218,22 +212,39 @@ export function similarityReader(pool: pg.Pool) {
         dataset: row.dataset,
         status: row.analysis_status,
         hash: row.phash === null ? null : fromSigned(row.phash),
+        signature: row.signature === null ? null : unpackSignature(row.signature),
         error: row.analysis_error,
       };
     },
 
-    /** Images within `distance` bits of the hash (in one data set, or all when none is given), nearest first. */
+    /**
+     * The verified near-duplicates of an analysed image (in one data set, or all when none is
+     * given): highest score first, then fewest differing hash bits.
+     */
     async similar(
-      hash: bigint,
-      excludeId: string,
-      distance: number,
+      probe: { id: string; hash: bigint; signature: Signature },
+      closeness: Closeness,
       limit: number,
       dataset?: string,
     ): Promise<Match[]> {
-      const values: unknown[] = [toSigned(hash), distance, excludeId, limit];
+      const values: unknown[] = [
+        signatureKeys(probe.signature).map((key) => key.toString()),
+        probe.id,
+        toSigned(probe.hash),
+      ];
       if (dataset !== undefined) values.push(dataset);
-      const { rows } = await query<ImageRow & { distance: number }>(similarSql(dataset !== undefined), values);
-      return rows.map((row) => ({ distance: row.distance, image: toImage(row) }));
+      const { rows } = await query<ImageRow & { signature: Buffer; distance: number }>(
+        similarCandidates(dataset !== undefined),
+        values,
+      );
+      const matches: Match[] = [];
+      for (const row of rows) {
+        if (row.distance > closeness.distance) continue;
+        const score = verificationScore(probe.signature, unpackSignature(row.signature), closeness.threshold);
+        if (score >= closeness.threshold) matches.push({ distance: row.distance, score, image: toImage(row) });
+      }
+      matches.sort((a, b) => b.score - a.score || a.distance - b.distance || (a.image.id < b.image.id ? -1 : 1));
+      return matches.slice(0, limit);
     },
 
     /** How many images of the data set the worker has not analysed yet. */
@@ -246,47 +257,75 @@ export function similarityReader(pool: pg.Pool) {
     },
 
     /**
-     * A keyset page of (test or val image, train image) pairs of one data set within `distance`
-     * bits, in (image id, train id) order; `next` is set when more may follow.
+     * A keyset page of verified (test or val image, train image) pairs of one data set, in
+     * (image id, train id) order; `next` is set when more may follow.
      */
     async leaks(
       dataset: string,
       splits: string[],
-      distance: number,
+      closeness: Closeness,
       limit: number,
       after: PairPosition = { imageId: FIRST, trainId: FIRST },
     ): Promise<{ items: Leak[]; next?: PairPosition }> {
-      const { rows: probes } = await query<{ id: string; phash: string }>(LEAK_PROBES, [
+      const { rows: probes } = await query<{ id: string; phash: string; signature: Buffer }>(LEAK_PROBES, [
         dataset,
         splits,
         LEAK_SCAN,
         after.imageId,
       ]);
       if (probes.length === 0) return { items: [] };
-      const { rows: pairs } = await query<{ image_id: string; train_id: string; distance: number }>(leaksSql, [
-        probes.map((probe) => probe.id),
-        probes.map((probe) => probe.phash),
+      const signatures = probes.map((probe) => unpackSignature(probe.signature));
+      const probeIndex: number[] = [];
+      const keys: string[] = [];
+      signatures.forEach((signature, i) => {
+        for (const key of signatureKeys(signature)) {
+          probeIndex.push(i);
+          keys.push(key.toString());
+        }
+      });
+      const { rows: candidates } = await query<{ probe: number; id: string; phash: string }>(leakCandidatesSql, [
+        probeIndex,
+        keys,
         dataset,
-        distance,
-        limit + 1,
-        after.imageId,
-        after.trainId,
       ]);
+      const wanted = [...new Set(candidates.map((candidate) => candidate.id))];
+      const { rows: trainRows } = wanted.length
+        ? await query<{ id: string; signature: Buffer }>(
+            'SELECT id, signature FROM images WHERE id = ANY($1::uuid[]) AND signature IS NOT NULL',
+            [wanted],
+          )
+        : { rows: [] };
+      const trainSignatures = new Map(trainRows.map((row) => [row.id, unpackSignature(row.signature)]));
+      const pairs: Array<{ imageId: string; trainId: string; distance: number; score: number }> = [];
+      for (const candidate of candidates) {
+        const probe = probes[candidate.probe];
+        const probeSignature = signatures[candidate.probe];
+        const trainSignature = trainSignatures.get(candidate.id);
+        if (!probe || !probeSignature || !trainSignature) continue;
+        if (probe.id === after.imageId && candidate.id <= after.trainId) continue;
+        const distance = hashDistance(probe.phash, candidate.phash);
+        if (distance > closeness.distance) continue;
+        const score = verificationScore(probeSignature, trainSignature, closeness.threshold);
+        if (score >= closeness.threshold) pairs.push({ imageId: probe.id, trainId: candidate.id, distance, score });
+      }
+      // UUIDs in lower case: text order is PostgreSQL's uuid order
+      const order = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+      pairs.sort((a, b) => order(a.imageId, b.imageId) || order(a.trainId, b.trainId));
       const page = pairs.slice(0, limit);
-      const ids = [...new Set(page.flatMap((pair) => [pair.image_id, pair.train_id]))];
+      const ids = [...new Set(page.flatMap((pair) => [pair.imageId, pair.trainId]))];
       const { rows } = ids.length
         ? await query<ImageRow>(`SELECT ${COLUMNS} FROM images WHERE id = ANY($1::uuid[])`, [ids])
         : { rows: [] };
       const byId = new Map(rows.map((row) => [row.id, toImage(row)]));
       const items: Leak[] = [];
       for (const pair of page) {
-        const image = byId.get(pair.image_id);
-        const train = byId.get(pair.train_id);
+        const image = byId.get(pair.imageId);
+        const train = byId.get(pair.trainId);
         // an image deleted between the reads drops out of the page
-        if (image && train) items.push({ distance: pair.distance, image, train });
+        if (image && train) items.push({ distance: pair.distance, score: pair.score, image, train });
       }
       const last = page.at(-1);
-      if (pairs.length > limit && last) return { items, next: { imageId: last.image_id, trainId: last.train_id } };
+      if (pairs.length > limit && last) return { items, next: { imageId: last.imageId, trainId: last.trainId } };
       // every pair of the images looked at is on this page; more images may follow them
       const lastProbe = probes.at(-1);
       if (probes.length === LEAK_SCAN && lastProbe) return { items, next: { imageId: lastProbe.id, trainId: LAST } };

@@ -1,0 +1,62 @@
+import { type Grey, resample } from './canonical.ts';
+
+function asGrey(view: Uint8Array, side: number): Grey {
+  return { width: side, height: side, pixels: Float32Array.from(view) };
+}
+
+/** 64 bits, first one highest, as an unsigned BigInt. */
+function pack(bits: boolean[]): bigint {
+  let hash = 0n;
+  for (const bit of bits) hash = (hash << 1n) | (bit ? 1n : 0n);
+  return hash;
+}
+
+/** The difference hash of a square view: shrunk to 9x8, a bit per pixel darker than its right-hand neighbour. */
+export function differenceHash(view: Uint8Array, side: number): bigint {
+  const grid = resample(asGrey(view, side), 0, 0, side, side, 9, 8, 0);
+  const bits: boolean[] = [];
+  for (let row = 0; row < 8; row++) {
+    for (let column = 0; column < 8; column++) {
+      bits.push((grid[row * 9 + column] as number) < (grid[row * 9 + column + 1] as number));
+    }
+  }
+  return pack(bits);
+}
+
+const DCT_SIDE = 32;
+const DCT_KEEP = 8;
+// cos((2x + 1) u pi / 2N) for the kept frequencies u, by u then x
+const COSINES = Array.from({ length: DCT_KEEP }, (_, u) =>
+  Float64Array.from({ length: DCT_SIDE }, (_, x) => Math.cos(((2 * x + 1) * u * Math.PI) / (2 * DCT_SIDE))),
+);
+
+/**
+ * The DCT hash (pHash) of a square view: at 32x32, the 8x8 lowest frequencies of its discrete
+ * cosine transform, a bit per coefficient above their median (the constant term left out and
+ * its bit always 0). Robust to blur, noise and small geometric change.
+ */
+export function dctHash(view: Uint8Array, side: number): bigint {
+  const pixels = resample(asGrey(view, side), 0, 0, side, side, DCT_SIDE, DCT_SIDE, 0);
+  // rows first: for each row y, the kept frequencies u
+  const partial = new Float64Array(DCT_SIDE * DCT_KEEP);
+  for (let y = 0; y < DCT_SIDE; y++) {
+    for (let u = 0; u < DCT_KEEP; u++) {
+      const cos = COSINES[u] as Float64Array;
+      let sum = 0;
+      for (let x = 0; x < DCT_SIDE; x++) sum += (pixels[y * DCT_SIDE + x] as number) * (cos[x] as number);
+      partial[y * DCT_KEEP + u] = sum;
+    }
+  }
+  const coefficients: number[] = [];
+  for (let v = 0; v < DCT_KEEP; v++) {
+    const cos = COSINES[v] as Float64Array;
+    for (let u = 0; u < DCT_KEEP; u++) {
+      let sum = 0;
+      for (let y = 0; y < DCT_SIDE; y++) sum += (partial[y * DCT_KEEP + u] as number) * (cos[y] as number);
+      coefficients.push(sum);
+    }
+  }
+  const ac = coefficients.slice(1);
+  const median = [...ac].sort((a, b) => a - b)[ac.length >> 1] as number;
+  return pack([false, ...ac.map((c) => c > median)]);
+}

@@ -1,0 +1,107 @@
+import sharp from 'sharp';
+import { canonicalViews, type Grey } from './canonical.ts';
+import { dctHash, differenceHash } from './hashes.ts';
+
+/** The side of the square views a signature keeps for verification. */
+export const SIDE = 32;
+
+/**
+ * What the images-worker keeps of an image to find its near-duplicates: four 64-bit perceptual
+ * hashes for candidates, and two small greyscale views for verifying them.
+ * - `content`: the picture centred on its content's centre of mass and scaled to its spread, so a
+ *   shifted, padded, cropped or resized copy gives nearly the same view;
+ * - `frame`: the whole picture squeezed to a square, for pictures whose content fills the frame.
+ * Hashes: difference hash and DCT hash of each view, in that order.
+ */
+export interface Signature {
+  hashes: [bigint, bigint, bigint, bigint];
+  content: Uint8Array;
+  frame: Uint8Array;
+}
+
+/** At most this many pixels on the long side are read; a photo's near-duplicates show at that size. */
+const WORKING_SIDE = 128;
+
+/** Decodes an image file or buffer into a small greyscale picture (at most WORKING_SIDE on the long side). */
+export async function decodeGrey(input: string | Buffer, maxPixels: number): Promise<Grey> {
+  const { data, info } = await sharp(input, { limitInputPixels: maxPixels })
+    .rotate()
+    .flatten({ background: '#ffffff' })
+    .greyscale()
+    // shrink-on-load decodes JPEG and WebP at a crude fraction of their size first; a copy saved in
+    // another format or size would then differ more than the picture does
+    .resize(WORKING_SIDE, WORKING_SIDE, { fit: 'inside', withoutEnlargement: true, fastShrinkOnLoad: false })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  const { width, height, channels } = info;
+  const pixels = new Float32Array(width * height);
+  // a colour profile can leave more than one channel after greyscale(); the first is the grey
+  for (let i = 0; i < pixels.length; i++) pixels[i] = data[i * channels] as number;
+  return { width, height, pixels };
+}
+
+/** The signature of a decoded greyscale picture. */
+export function signatureOfGrey(grey: Grey): Signature {
+  const views = canonicalViews(grey, SIDE);
+  return {
+    hashes: [
+      differenceHash(views.content, SIDE),
+      dctHash(views.content, SIDE),
+      differenceHash(views.frame, SIDE),
+      dctHash(views.frame, SIDE),
+    ],
+    content: views.content,
+    frame: views.frame,
+  };
+}
+
+const HASH_BYTES = 4 * 8;
+/** The bytes of a packed signature: the hashes, big-endian, then the content view, then the frame view. */
+export const PACKED_BYTES = HASH_BYTES + 2 * SIDE * SIDE;
+
+/** A signature as stored (images.signature). */
+export function packSignature(signature: Signature): Buffer {
+  const out = Buffer.alloc(PACKED_BYTES);
+  signature.hashes.forEach((hash, i) => {
+    out.writeBigUInt64BE(BigInt.asUintN(64, hash), i * 8);
+  });
+  out.set(signature.content, HASH_BYTES);
+  out.set(signature.frame, HASH_BYTES + SIDE * SIDE);
+  return out;
+}
+
+/** A stored signature read back; throws for bytes of another length (a signature of another layout). */
+export function unpackSignature(bytes: Uint8Array): Signature {
+  if (bytes.length !== PACKED_BYTES) throw new Error(`A signature is ${PACKED_BYTES} bytes, got ${bytes.length}`);
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  const hash = (i: number) => buffer.readBigUInt64BE(i * 8);
+  return {
+    hashes: [hash(0), hash(1), hash(2), hash(3)],
+    content: buffer.subarray(HASH_BYTES, HASH_BYTES + SIDE * SIDE),
+    frame: buffer.subarray(HASH_BYTES + SIDE * SIDE, PACKED_BYTES),
+  };
+}
+
+/** Bits per key: a hash is cut into four bands of 16, each band taking every fourth bit. */
+const BAND_BITS = Array.from({ length: 4 }, (_, band) =>
+  Array.from({ length: 16 }, (_, i) => BigInt(63 - (i * 4 + band))),
+);
+
+/**
+ * The candidate keys of a signature (image_keys): one per band of each hash, tagged with the hash
+ * and band, so two images share a key when one band of one hash is the same in both.
+ */
+export function signatureKeys(signature: Signature): bigint[] {
+  return signature.hashes.flatMap((hash, h) =>
+    BAND_BITS.map((bits, band) => {
+      let value = 0n;
+      for (const bit of bits) value = (value << 1n) | ((hash >> bit) & 1n);
+      return (BigInt(h * 4 + band) << 16n) | value;
+    }),
+  );
+}
+
+/** The signature of an image file or buffer; throws whatever sharp throws for data it cannot decode. */
+export async function signatureOf(input: string | Buffer, maxPixels: number): Promise<Signature> {
+  return signatureOfGrey(await decodeGrey(input, maxPixels));
+}
