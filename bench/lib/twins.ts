@@ -39,6 +39,60 @@ export function loadDigits(): Digit[][] {
   return cache;
 }
 
+/**
+ * A strongly varied drawing of a real digit, as data augmentation makes them: rotated 8-25 degrees
+ * either way, each axis scaled 0.8-1.2, shifted up to 3 px, and its strokes thickened or thinned
+ * (a 3x3 maximum or minimum) half of the time. Far beyond the edits a near-duplicate survives, so
+ * a data set of such variants has many look-alikes and no copies (for the scale benchmark).
+ */
+export function augmented(digit: Digit, random: () => number): Uint8Array {
+  const angle = ((8 + random() * 17) * (random() < 0.5 ? -1 : 1) * Math.PI) / 180;
+  const sx = 0.8 + random() * 0.4;
+  const sy = 0.8 + random() * 0.4;
+  const tx = (random() - 0.5) * 6;
+  const ty = (random() - 0.5) * 6;
+  const cos = Math.cos(angle);
+  const sin = Math.sin(angle);
+  const source = digit.pixels;
+  const at = (x: number, y: number) => (x < 0 || y < 0 || x > 27 || y > 27 ? 0 : (source[y * 28 + x] as number));
+  const out = new Uint8Array(784);
+  for (let y = 0; y < 28; y++) {
+    for (let x = 0; x < 28; x++) {
+      // the output pixel's place in the source: undo the shift, the scale and the rotation about the centre
+      const u = x - 13.5 - tx;
+      const v = y - 13.5 - ty;
+      const px = (cos * u + sin * v) / sx + 13.5;
+      const py = (-sin * u + cos * v) / sy + 13.5;
+      const x0 = Math.floor(px);
+      const y0 = Math.floor(py);
+      const fx = px - x0;
+      const fy = py - y0;
+      const value =
+        (at(x0, y0) * (1 - fx) + at(x0 + 1, y0) * fx) * (1 - fy) +
+        (at(x0, y0 + 1) * (1 - fx) + at(x0 + 1, y0 + 1) * fx) * fy;
+      out[y * 28 + x] = Math.round(value);
+    }
+  }
+  const stroke = random();
+  if (stroke >= 0.5) return out;
+  const pick = stroke < 0.25 ? Math.max : Math.min;
+  const changed = new Uint8Array(784);
+  for (let y = 0; y < 28; y++) {
+    for (let x = 0; x < 28; x++) {
+      let value = out[y * 28 + x] as number;
+      for (let dy = -1; dy <= 1; dy++) {
+        for (let dx = -1; dx <= 1; dx++) {
+          const yy = y + dy;
+          const xx = x + dx;
+          if (yy >= 0 && xx >= 0 && yy < 28 && xx < 28) value = pick(value, out[yy * 28 + xx] as number);
+        }
+      }
+      changed[y * 28 + x] = value;
+    }
+  }
+  return changed;
+}
+
 /** A raw picture: width x height x channels bytes. */
 export interface Raw {
   data: Uint8Array;

@@ -3,8 +3,8 @@ import { createService, postgresReadiness, underPrefix } from '@berth/service-ki
 import fastifyMultipart from '@fastify/multipart';
 import type pg from 'pg';
 import type { ImagesConfig } from './config.ts';
-import { similarityReader } from './db/analysis.ts';
 import { imageReader } from './db/images.ts';
+import { similarityReader } from './db/similarity.ts';
 import { type Events, natsReadiness, registerEvents } from './events/index.ts';
 import type { EventsOptions } from './events/settings.ts';
 import { FileCache } from './file-cache.ts';

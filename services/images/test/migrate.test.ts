@@ -37,7 +37,16 @@ test('the migrate command creates the database and the schema, and a second run 
   );
   assert.deepEqual(
     tables.map((t) => t.name),
-    ['image_hash_masks', 'image_keys', 'images', 'import_jobs', 'outbox', 'processed_events', 'schema_migrations'],
+    [
+      'image_hash_masks',
+      'image_keys',
+      'image_pairs',
+      'images',
+      'import_jobs',
+      'outbox',
+      'processed_events',
+      'schema_migrations',
+    ],
   );
 });
 

@@ -6,9 +6,10 @@ import { after, before, test } from 'node:test';
 import sharp from 'sharp';
 import { Analyser } from '../src/analysis/analyse.ts';
 import { bandOf, dhash, fromSigned, hammingDistance, toSigned } from '../src/analysis/dhash.ts';
-import { unpackSignature } from '../src/analysis/signature.ts';
+import { analyseBytes, unpackSignature } from '../src/analysis/signature.ts';
 import { DEFAULT_THRESHOLD } from '../src/analysis/verify.ts';
-import { analysisStore, leakCandidatesSql } from '../src/db/analysis.ts';
+import { analysisStore } from '../src/db/analysis.ts';
+import { leaksSql } from '../src/db/similarity.ts';
 import { uuidv7 } from '../src/ids.ts';
 import { THUMBNAIL_SIZES } from '../src/storage/store.ts';
 import { tempDir, testApp } from './helpers/app.ts';
@@ -114,7 +115,7 @@ test('analysing an image puts its hash, signature and candidate keys on the row,
   assert.equal(await analyser.apply(uuidv7(), image.id), 'applied');
   const found = await row(image.id);
   assert.equal(found.analysis_status, 'done');
-  assert.equal(fromSigned(found.phash as string), await dhash(await scene(21), MAX_PIXELS));
+  assert.equal(fromSigned(found.phash as string), (await analyseBytes(await scene(21), MAX_PIXELS)).hash);
   assert.ok(found.signature);
   assert.equal(unpackSignature(found.signature).content.length, 32 * 32);
   assert.equal(found.keys, 16);
@@ -301,30 +302,68 @@ test('GET /images/datasets/:name/leaks answers 404 for a data set with no images
   assert.equal(response.json().code, 'DATASET_NOT_FOUND');
 });
 
-test('on a data set of thousands, the leaks page looks its candidates up in the key index', async () => {
+test('on a data set of thousands, a leaks page reads its pairs in order from the pairs index', async () => {
   await db.query(
-    `INSERT INTO images (sha256, dataset, split, format, width, height, channels, bytes, phash, signature, analysis_status, analysed_at)
-     SELECT md5(i::text) || md5((-i)::text), 'bulk', CASE WHEN i % 5 = 0 THEN 'test' ELSE 'train' END, 'png', 28, 28, 1, 100,
-       (floor(random() * 4294967296)::bigint << 32) # floor(random() * 4294967296)::bigint, decode(repeat('00', 2080), 'hex'),
-       'done', now()
+    `INSERT INTO images (sha256, dataset, split, format, width, height, channels, bytes)
+     SELECT md5(i::text) || md5((-i)::text), 'bulk', CASE WHEN i % 5 = 0 THEN 'test' ELSE 'train' END, 'png', 28, 28, 1, 100
      FROM generate_series(1, 5000) AS i`,
   );
   await db.query(
-    `INSERT INTO image_keys (key, image_id)
-     SELECT (b << 16) | floor(random() * 65536)::bigint, id FROM images, generate_series(0, 15) AS b WHERE dataset = 'bulk'
-     ON CONFLICT DO NOTHING`,
+    `INSERT INTO image_pairs (dataset, image_id, other_id, score, distance)
+     SELECT 'bulk', a.id, b.id, 0.95, 3 FROM
+       (SELECT id, row_number() OVER (ORDER BY id) AS n FROM images WHERE dataset = 'bulk') a
+       JOIN (SELECT id, row_number() OVER (ORDER BY id) AS n FROM images WHERE dataset = 'bulk') b ON b.n = a.n + 1`,
   );
   await db.query('ANALYZE images');
-  await db.query('ANALYZE image_keys');
+  await db.query('ANALYZE image_pairs');
   const plan = (
-    await db.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${leakCandidatesSql}`, [
-      Array.from({ length: 16 }, () => 0),
-      Array.from({ length: 16 }, (_, b) => String((b << 16) | 1234)),
+    await db.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${leaksSql}`, [
       'bulk',
+      ['test', 'val'],
+      0.965,
+      64,
+      '00000000-0000-0000-0000-000000000000',
+      '00000000-0000-0000-0000-000000000000',
+      501,
     ])
   )
     .map((r) => r['QUERY PLAN'])
     .join('\n');
-  assert.match(plan, /image_keys_pkey/, plan);
-  assert.doesNotMatch(plan, /Seq Scan on image_keys/, plan);
+  assert.match(plan, /image_pairs_dataset_idx|image_pairs_pkey/, plan);
+  assert.doesNotMatch(plan, /Sort/, plan);
+});
+
+test('two replicas analysing a picture and its copy at the same moment still pair them, both ways; a delete removes the pair', async () => {
+  const picture = await scene(61);
+  const [copy] = await copiesOf(picture);
+  const original = await upload(picture, { dataset: 'race', split: 'train' });
+  const duplicate = await upload(copy as Buffer, { dataset: 'race', split: 'test' });
+  // two workers with indexes of their own, each taking one of the two at once
+  const replica = () => new Analyser(analysisStore(ctx.pool), ctx.store, { consumer: 'race', maxPixels: MAX_PIXELS });
+  const [a, b] = await Promise.all([
+    replica().applyBatch([{ eventId: original.id, imageId: original.id }]),
+    replica().applyBatch([{ eventId: duplicate.id, imageId: duplicate.id }]),
+  ]);
+  assert.deepEqual([a, b], [['applied'], ['applied']]);
+  const pairs = await db.query<{ image_id: string; other_id: string; score: number }>(
+    "SELECT image_id, other_id, score FROM image_pairs WHERE dataset = 'race' ORDER BY image_id",
+  );
+  assert.deepEqual(
+    pairs.map((p) => [p.image_id, p.other_id]),
+    [
+      [original.id, duplicate.id],
+      [duplicate.id, original.id],
+    ].sort((x, y) => ((x[0] as string) < (y[0] as string) ? -1 : 1)),
+  );
+  assert.ok(pairs.every((p) => p.score >= DEFAULT_THRESHOLD));
+  const leaks = (await get('/images/datasets/race/leaks')).json();
+  assert.deepEqual(
+    leaks.items.map((item: { image: { id: string }; train: { id: string } }) => [item.image.id, item.train.id]),
+    [[duplicate.id, original.id]],
+  );
+
+  const deleted = await ctx.app.inject({ method: 'DELETE', url: `/images/${duplicate.id}` });
+  assert.equal(deleted.statusCode, 204, deleted.body);
+  assert.deepEqual(await db.query("SELECT * FROM image_pairs WHERE dataset = 'race'"), []);
+  assert.deepEqual((await get(`/images/${original.id}/similar`)).json().items, []);
 });

@@ -24,6 +24,7 @@ export type WorkerAppConfig = Pick<
   | 'WORKER_ACK_WAIT_MS'
   | 'WORKER_RETRY_DELAY_MS'
   | 'WORKER_CONCURRENCY'
+  | 'WORKER_BATCH'
   | 'WORKER_FORGET_INTERVAL_MS'
   | 'WORKER_CATCH_UP_INTERVAL_MS'
   | 'WORKER_CATCH_UP_AFTER_MS'
@@ -73,6 +74,7 @@ export function buildWorker(config: WorkerAppConfig, deps: WorkerDeps) {
   const analyser = new Analyser(analysis, store, {
     consumer: config.WORKER_CONSUMER,
     maxPixels: config.MAX_PIXELS,
+    concurrency: config.WORKER_CONCURRENCY,
   });
   const metrics = workerMetrics(app.metrics, () => events.info());
   const events = new EventConsumer(
@@ -84,9 +86,9 @@ export function buildWorker(config: WorkerAppConfig, deps: WorkerDeps) {
       maxDeliver: config.WORKER_MAX_DELIVER,
       ackWaitMs: config.WORKER_ACK_WAIT_MS,
       retryDelayMs: config.WORKER_RETRY_DELAY_MS,
-      concurrency: config.WORKER_CONCURRENCY,
+      batchSize: config.WORKER_BATCH,
     },
-    (event) => analyser.apply(event.id, event.imageId),
+    (batch) => analyser.applyBatch(batch.map((event) => ({ eventId: event.id, imageId: event.imageId }))),
     metrics,
     app.log,
   );

@@ -11,9 +11,12 @@ function pack(bits: boolean[]): bigint {
   return hash;
 }
 
-/** The difference hash of a square view: shrunk to 9x8, a bit per pixel darker than its right-hand neighbour. */
-export function differenceHash(view: Uint8Array, side: number): bigint {
-  const grid = resample(asGrey(view, side), 0, 0, side, side, 9, 8, 0);
+/**
+ * The difference hash (dHash) of a whole picture: shrunk to 9x8 by area averaging, a bit per pixel
+ * darker than its right-hand neighbour, row by row, first bit highest.
+ */
+export function pictureDifferenceHash(grey: Grey): bigint {
+  const grid = resample(grey, 0, 0, grey.width, grey.height, 9, 8, 0);
   const bits: boolean[] = [];
   for (let row = 0; row < 8; row++) {
     for (let column = 0; column < 8; column++) {
@@ -21,6 +24,11 @@ export function differenceHash(view: Uint8Array, side: number): bigint {
     }
   }
   return pack(bits);
+}
+
+/** The difference hash of a square view. */
+export function differenceHash(view: Uint8Array, side: number): bigint {
+  return pictureDifferenceHash(asGrey(view, side));
 }
 
 const DCT_SIDE = 32;

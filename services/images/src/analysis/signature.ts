@@ -1,6 +1,6 @@
-import sharp from 'sharp';
 import { canonicalViews, type Grey } from './canonical.ts';
-import { dctHash, differenceHash } from './hashes.ts';
+import { decodeGrey } from './decode.ts';
+import { dctHash, differenceHash, pictureDifferenceHash } from './hashes.ts';
 
 /** The side of the square views a signature keeps for verification. */
 export const SIDE = 32;
@@ -17,27 +17,6 @@ export interface Signature {
   hashes: [bigint, bigint, bigint, bigint];
   content: Uint8Array;
   frame: Uint8Array;
-}
-
-/** At most this many pixels on the long side are read; a photo's near-duplicates show at that size. */
-const WORKING_SIDE = 128;
-
-/** Decodes an image file or buffer into a small greyscale picture (at most WORKING_SIDE on the long side). */
-export async function decodeGrey(input: string | Buffer, maxPixels: number): Promise<Grey> {
-  const { data, info } = await sharp(input, { limitInputPixels: maxPixels })
-    .rotate()
-    .flatten({ background: '#ffffff' })
-    .greyscale()
-    // shrink-on-load decodes JPEG and WebP at a crude fraction of their size first; a copy saved in
-    // another format or size would then differ more than the picture does
-    .resize(WORKING_SIDE, WORKING_SIDE, { fit: 'inside', withoutEnlargement: true, fastShrinkOnLoad: false })
-    .raw()
-    .toBuffer({ resolveWithObject: true });
-  const { width, height, channels } = info;
-  const pixels = new Float32Array(width * height);
-  // a colour profile can leave more than one channel after greyscale(); the first is the grey
-  for (let i = 0; i < pixels.length; i++) pixels[i] = data[i * channels] as number;
-  return { width, height, pixels };
 }
 
 /** The signature of a decoded greyscale picture. */
@@ -101,7 +80,19 @@ export function signatureKeys(signature: Signature): bigint[] {
   );
 }
 
-/** The signature of an image file or buffer; throws whatever sharp throws for data it cannot decode. */
-export async function signatureOf(input: string | Buffer, maxPixels: number): Promise<Signature> {
-  return signatureOfGrey(await decodeGrey(input, maxPixels));
+/** What the images-worker keeps of an image: its difference hash (the API's `hash`) and its signature. */
+export interface Analysis {
+  hash: bigint;
+  signature: Signature;
+}
+
+/** The difference hash and signature of an image file's bytes; throws for data that cannot be decoded. */
+export async function analyseBytes(bytes: Buffer, maxPixels: number): Promise<Analysis> {
+  const grey = await decodeGrey(bytes, maxPixels);
+  return { hash: pictureDifferenceHash(grey), signature: signatureOfGrey(grey) };
+}
+
+/** The signature of an image file's bytes; throws for data that cannot be decoded. */
+export async function signatureOf(bytes: Buffer, maxPixels: number): Promise<Signature> {
+  return signatureOfGrey(await decodeGrey(bytes, maxPixels));
 }

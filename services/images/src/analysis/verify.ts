@@ -4,11 +4,6 @@ import { SIDE, type Signature } from './signature.ts';
 const SHIFT = 2;
 /** The box radius of the local mean taken away before comparing: what is left is edges and strokes. */
 const DETAIL_RADIUS = 3;
-/** Rotations (radians) and axis scales tried when the views do not line up by shifting alone. */
-const ANGLE_STEP = (2 * Math.PI) / 180;
-const ANGLES = [-2, -1, 0, 1, 2].map((step) => step * ANGLE_STEP);
-const SCALE_STEP = 0.05;
-const SCALES = [-2, 0, 2].map((step) => 1 + step * SCALE_STEP);
 /** Pixels at the edge of a view left out of a transformed comparison: padding and cropping change them. */
 const MARGIN = 2;
 /**
@@ -16,7 +11,9 @@ const MARGIN = 2;
  * digits, every family of copies scores above it for at least 8 in 10 copies, and two different
  * drawings of the same digit almost never do (docs/decisions/0111).
  */
-export const DEFAULT_THRESHOLD = 0.965;
+export const DEFAULT_THRESHOLD = 0.97;
+/** The lowest score a pair is kept at, and so the lowest threshold a request may set. */
+export const PAIR_FLOOR = 0.9;
 /** Under this score by shifting alone, rotating and scaling cannot bring a pair to the default threshold. */
 const SEARCH_FROM = 0.75;
 
@@ -101,63 +98,230 @@ export function bestCorrelation(
   return best;
 }
 
-/** The view rotated by `angle` and scaled by sx and sy about its centre (bilinear, edges repeated outside). */
-function warp(view: Uint8Array, side: number, angle: number, sx: number, sy: number): Float32Array {
+/** A 2x3 affine map about a view's centre: x' = a x + b y + tx, y' = c x + d y + ty. */
+interface Affine {
+  a: number;
+  b: number;
+  c: number;
+  d: number;
+  tx: number;
+  ty: number;
+}
+
+const IDENTITY: Affine = { a: 1, b: 0, c: 0, d: 1, tx: 0, ty: 0 };
+
+/** The copies a near-duplicate survives: about 7 degrees of rotation, 15 % of scale, 3 px of shift (at 32 px). */
+const LIMITS = { scale: 0.15, turn: 0.12, shift: 3 };
+
+function clampAffine(m: Affine, side: number): Affine {
+  const clamp = (v: number, low: number, high: number) => Math.min(high, Math.max(low, v));
+  const shift = (LIMITS.shift * side) / SIDE;
+  return {
+    a: clamp(m.a, 1 - LIMITS.scale, 1 + LIMITS.scale),
+    d: clamp(m.d, 1 - LIMITS.scale, 1 + LIMITS.scale),
+    b: clamp(m.b, -LIMITS.turn, LIMITS.turn),
+    c: clamp(m.c, -LIMITS.turn, LIMITS.turn),
+    tx: clamp(m.tx, -shift, shift),
+    ty: clamp(m.ty, -shift, shift),
+  };
+}
+
+/** The picture sampled through the map (bilinear, edges repeated outside): out(x, y) = picture(m(x, y)). */
+function warp(picture: ArrayLike<number>, side: number, m: Affine): Float32Array {
   const out = new Float32Array(side * side);
   const centre = (side - 1) / 2;
-  const cos = Math.cos(angle);
-  const sin = Math.sin(angle);
-  // outside the view, its nearest edge pixel: a hard edge there would count as detail
-  const clamp = (i: number) => (i < 0 ? 0 : i >= side ? side - 1 : i);
-  const at = (x: number, y: number) => view[clamp(y) * side + clamp(x)] as number;
   for (let y = 0; y < side; y++) {
+    const v = y - centre;
     for (let x = 0; x < side; x++) {
-      const u = (cos * (x - centre) - sin * (y - centre)) / sx + centre;
-      const v = (sin * (x - centre) + cos * (y - centre)) / sy + centre;
-      const x0 = Math.floor(u);
-      const y0 = Math.floor(v);
-      const fx = u - x0;
-      const fy = v - y0;
+      const u = x - centre;
+      const px = Math.min(side - 1, Math.max(0, m.a * u + m.b * v + m.tx + centre));
+      const py = Math.min(side - 1, Math.max(0, m.c * u + m.d * v + m.ty + centre));
+      const x0 = Math.min(side - 2, Math.floor(px));
+      const y0 = Math.min(side - 2, Math.floor(py));
+      const fx = px - x0;
+      const fy = py - y0;
+      const at = y0 * side + x0;
       out[y * side + x] =
-        (at(x0, y0) * (1 - fx) + at(x0 + 1, y0) * fx) * (1 - fy) +
-        (at(x0, y0 + 1) * (1 - fx) + at(x0 + 1, y0 + 1) * fx) * fy;
+        ((picture[at] as number) * (1 - fx) + (picture[at + 1] as number) * fx) * (1 - fy) +
+        ((picture[at + side] as number) * (1 - fx) + (picture[at + side + 1] as number) * fx) * fy;
     }
   }
   return out;
 }
 
-/** The detail correlation of view a with view b rotated by `angle` and scaled by sx and sy, shifted up to a pixel. */
-function transformed(target: Float32Array, b: Uint8Array, side: number, angle: number, sx: number, sy: number): number {
-  return bestCorrelation(target, detail(warp(b, side, angle, sx, sy), side), side, 1, MARGIN);
+/** A picture at half size, each pixel the mean of four. */
+function half(picture: ArrayLike<number>, side: number): Float32Array {
+  const small = side / 2;
+  const out = new Float32Array(small * small);
+  for (let y = 0; y < small; y++) {
+    for (let x = 0; x < small; x++) {
+      const at = 2 * y * side + 2 * x;
+      out[y * small + x] =
+        ((picture[at] as number) +
+          (picture[at + 1] as number) +
+          (picture[at + side] as number) +
+          (picture[at + side + 1] as number)) /
+        4;
+    }
+  }
+  return out;
+}
+
+/** Central-difference gradients of a picture (one-sided at the edges). */
+function gradients(picture: Float32Array, side: number): { gx: Float32Array; gy: Float32Array } {
+  const gx = new Float32Array(side * side);
+  const gy = new Float32Array(side * side);
+  for (let y = 0; y < side; y++) {
+    for (let x = 0; x < side; x++) {
+      const at = y * side + x;
+      const left = picture[x > 0 ? at - 1 : at] as number;
+      const right = picture[x < side - 1 ? at + 1 : at] as number;
+      const up = picture[y > 0 ? at - side : at] as number;
+      const down = picture[y < side - 1 ? at + side : at] as number;
+      gx[at] = (right - left) / (x > 0 && x < side - 1 ? 2 : 1);
+      gy[at] = (down - up) / (y > 0 && y < side - 1 ? 2 : 1);
+    }
+  }
+  return { gx, gy };
+}
+
+/** Solves the 6x6 system h x = g (h symmetric positive definite) by Gaussian elimination; undefined if singular. */
+function solve6(h: Float64Array, g: Float64Array): Float64Array | undefined {
+  const m = Float64Array.from(h);
+  const x = Float64Array.from(g);
+  for (let col = 0; col < 6; col++) {
+    let pivot = col;
+    for (let row = col + 1; row < 6; row++)
+      if (Math.abs(m[row * 6 + col] as number) > Math.abs(m[pivot * 6 + col] as number)) pivot = row;
+    if (Math.abs(m[pivot * 6 + col] as number) < 1e-12) return undefined;
+    if (pivot !== col) {
+      for (let k = 0; k < 6; k++) {
+        const t = m[col * 6 + k] as number;
+        m[col * 6 + k] = m[pivot * 6 + k] as number;
+        m[pivot * 6 + k] = t;
+      }
+      const t = x[col] as number;
+      x[col] = x[pivot] as number;
+      x[pivot] = t;
+    }
+    for (let row = col + 1; row < 6; row++) {
+      const f = (m[row * 6 + col] as number) / (m[col * 6 + col] as number);
+      for (let k = col; k < 6; k++) m[row * 6 + k] = (m[row * 6 + k] as number) - f * (m[col * 6 + k] as number);
+      x[row] = (x[row] as number) - f * (x[col] as number);
+    }
+  }
+  for (let row = 5; row >= 0; row--) {
+    let sum = x[row] as number;
+    for (let k = row + 1; k < 6; k++) sum -= (m[row * 6 + k] as number) * (x[k] as number);
+    x[row] = sum / (m[row * 6 + row] as number);
+  }
+  return x;
+}
+
+/** Iterations of the alignment at most, at half size and then at full size; it usually settles in a few. */
+const ALIGN_ITERATIONS = 10;
+const REFINE_ITERATIONS = 3;
+
+/**
+ * The affine map that best lines picture b up with template t (both side x side), by enhanced
+ * correlation coefficient maximisation (Evangelidis and Psarakis, 2008): Gauss-Newton steps on
+ * the correlation itself, so brightness and contrast do not count. Starts at `start`, stays
+ * within LIMITS; returns the map with the best correlation seen.
+ */
+function align(t: Float32Array, b: Float32Array, side: number, start: Affine, iterations: number): Affine {
+  const { gx, gy } = gradients(b, side);
+  const centre = (side - 1) / 2;
+  let m = start;
+  let best = { rho: -2, m: start };
+  const n = side * side;
+  const jac = new Float64Array(n * 6);
+  for (let iteration = 0; iteration < iterations; iteration++) {
+    const iw = warp(b, side, m);
+    const wx = warp(gx, side, m);
+    const wy = warp(gy, side, m);
+    let meanT = 0;
+    let meanI = 0;
+    for (let i = 0; i < n; i++) {
+      meanT += t[i] as number;
+      meanI += iw[i] as number;
+    }
+    meanT /= n;
+    meanI /= n;
+    const h = new Float64Array(36);
+    const jt = new Float64Array(6);
+    const ji = new Float64Array(6);
+    let tt = 0;
+    let ii = 0;
+    let ti = 0;
+    for (let y = 0; y < side; y++) {
+      const v = y - centre;
+      for (let x = 0; x < side; x++) {
+        const u = x - centre;
+        const at = y * side + x;
+        const dx = wx[at] as number;
+        const dy = wy[at] as number;
+        // d(picture(m(x, y))) / d(a, c, b, d, tx, ty)
+        const row = [dx * u, dy * u, dx * v, dy * v, dx, dy];
+        const tv = (t[at] as number) - meanT;
+        const iv = (iw[at] as number) - meanI;
+        tt += tv * tv;
+        ii += iv * iv;
+        ti += tv * iv;
+        for (let k = 0; k < 6; k++) {
+          const rk = row[k] as number;
+          jac[at * 6 + k] = rk;
+          jt[k] = (jt[k] as number) + rk * tv;
+          ji[k] = (ji[k] as number) + rk * iv;
+          for (let l = k; l < 6; l++) h[k * 6 + l] = (h[k * 6 + l] as number) + rk * (row[l] as number);
+        }
+      }
+    }
+    for (let k = 0; k < 6; k++) for (let l = 0; l < k; l++) h[k * 6 + l] = h[l * 6 + k] as number;
+    const rho = tt > 0 && ii > 0 ? ti / Math.sqrt(tt * ii) : -1;
+    if (rho > best.rho) best = { rho, m };
+    const hi = solve6(h, ji);
+    if (!hi) break;
+    let jiHi = 0;
+    let jtHi = 0;
+    for (let k = 0; k < 6; k++) {
+      jiHi += (ji[k] as number) * (hi[k] as number);
+      jtHi += (jt[k] as number) * (hi[k] as number);
+    }
+    const denominator = ti - jtHi;
+    if (denominator <= 0) break;
+    const lambda = (ii - jiHi) / denominator;
+    // the step: towards lambda * template from the warped picture, in the map's coordinates
+    const step = new Float64Array(6);
+    for (let k = 0; k < 6; k++) step[k] = lambda * (jt[k] as number) - (ji[k] as number);
+    const dp = solve6(h, step);
+    if (!dp) break;
+    m = clampAffine(
+      {
+        a: m.a + (dp[0] as number),
+        c: m.c + (dp[1] as number),
+        b: m.b + (dp[2] as number),
+        d: m.d + (dp[3] as number),
+        tx: m.tx + (dp[4] as number),
+        ty: m.ty + (dp[5] as number),
+      },
+      side,
+    );
+    const settled = Math.hypot(dp[0] as number, dp[1] as number, dp[2] as number, dp[3] as number) < 1e-3;
+    if (settled && Math.hypot(dp[4] as number, dp[5] as number) < 0.01) break;
+  }
+  return best.m;
 }
 
 /**
- * The best detail correlation of view b, rotated up to 5 degrees and each axis scaled by up to
- * 12.5 %, with view a: the best of a coarse grid, then of the half steps around it.
+ * The best detail correlation of view b, rotated, scaled and shifted a little (within LIMITS),
+ * with view a, at the map that best lines the two views up.
  */
 function searchTransforms(a: Uint8Array, b: Uint8Array, side: number): number {
-  const target = detail(a, side);
-  let best = { r: -1, angle: 0, sx: 1, sy: 1 };
-  for (const angle of ANGLES) {
-    for (const sx of SCALES) {
-      for (const sy of SCALES) {
-        if (angle === 0 && sx === 1 && sy === 1) continue;
-        const r = transformed(target, b, side, angle, sx, sy);
-        if (r > best.r) best = { r, angle, sx, sy };
-      }
-    }
-  }
-  const coarse = best;
-  for (const da of [-ANGLE_STEP / 2, 0, ANGLE_STEP / 2]) {
-    for (const dsx of [-SCALE_STEP / 2, 0, SCALE_STEP / 2]) {
-      for (const dsy of [-SCALE_STEP / 2, 0, SCALE_STEP / 2]) {
-        if (da === 0 && dsx === 0 && dsy === 0) continue;
-        const r = transformed(target, b, side, coarse.angle + da, coarse.sx + dsx, coarse.sy + dsy);
-        if (r > best.r) best = { ...best, r };
-      }
-    }
-  }
-  return best.r;
+  // aligned on the pictures themselves, smoother than their detail: at half size, then at full
+  const coarse = align(half(a, side), half(b, side), side / 2, IDENTITY, ALIGN_ITERATIONS);
+  const start = { ...coarse, tx: coarse.tx * 2, ty: coarse.ty * 2 };
+  const found = align(Float32Array.from(a), Float32Array.from(b), side, start, REFINE_ITERATIONS);
+  return bestCorrelation(detailOf(a), detail(warp(b, side, found), side), side, 1, MARGIN);
 }
 
 /**
@@ -169,10 +333,24 @@ function searchTransforms(a: Uint8Array, b: Uint8Array, side: number): number {
  * exact only below the threshold; at or above it, it says the pair is in.
  */
 export function verificationScore(a: Signature, b: Signature, threshold = DEFAULT_THRESHOLD): number {
-  const shifted = Math.max(
-    bestCorrelation(detail(a.content), detail(b.content), SIDE, SHIFT),
-    bestCorrelation(detail(a.frame), detail(b.frame), SIDE, SHIFT, MARGIN),
-  );
+  const content = bestCorrelation(detailOf(a.content), detailOf(b.content), SIDE, SHIFT);
+  const frame = bestCorrelation(detailOf(a.frame), detailOf(b.frame), SIDE, SHIFT, MARGIN);
+  const shifted = Math.max(content, frame);
   if (shifted >= threshold || shifted < SEARCH_FROM) return Math.max(0, shifted);
-  return Math.max(0, shifted, searchTransforms(a.content, b.content, SIDE), searchTransforms(a.frame, b.frame, SIDE));
+  // the view that lines up better by shifting is the one a rotation or scale may line up fully
+  const searched =
+    content >= frame ? searchTransforms(a.content, b.content, SIDE) : searchTransforms(a.frame, b.frame, SIDE);
+  return Math.max(0, shifted, searched);
+}
+
+const details = new WeakMap<Uint8Array, Float32Array>();
+
+/** A view's detail, kept with the view for as long as it lives: an image is compared with several others. */
+function detailOf(view: Uint8Array): Float32Array {
+  let found = details.get(view);
+  if (!found) {
+    found = detail(view);
+    details.set(view, found);
+  }
+  return found;
 }

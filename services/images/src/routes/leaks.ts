@@ -2,8 +2,8 @@ import { ErrorResponse, httpError } from '@berth/service-kit';
 import type { FastifyInstance } from 'fastify';
 import { type Static, Type } from 'typebox';
 import { queryKey } from '../cursor.ts';
-import type { PairPosition, SimilarityReader } from '../db/analysis.ts';
 import type { ImageReader } from '../db/images.ts';
+import type { PairPosition, SimilarityReader } from '../db/similarity.ts';
 import { DatasetParams, Errors, Image } from '../schemas.ts';
 import { Distance, Threshold } from './similar.ts';
 
@@ -29,7 +29,7 @@ export const LeaksQuery = Type.Object(
 export const LeakPage = Type.Object({
   items: Type.Array(
     Type.Object({
-      distance: Type.Integer({ description: 'differing bits between the two difference hashes' }),
+      distance: Type.Integer({ description: 'bits in which the closest of the two images’ perceptual hashes differ' }),
       score: Type.Number({ description: 'the verification score, from the threshold to 1 (see docs/api.md)' }),
       image: Image,
       train: Image,

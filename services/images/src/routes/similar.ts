@@ -2,12 +2,12 @@ import { ErrorResponse, httpError } from '@berth/service-kit';
 import type { FastifyInstance } from 'fastify';
 import { type Static, Type } from 'typebox';
 import { toHex } from '../analysis/dhash.ts';
-import { DEFAULT_THRESHOLD } from '../analysis/verify.ts';
-import type { SimilarityReader } from '../db/analysis.ts';
+import { DEFAULT_THRESHOLD, PAIR_FLOOR } from '../analysis/verify.ts';
+import type { SimilarityReader } from '../db/similarity.ts';
 import { Dataset, Errors, IdParams, Image } from '../schemas.ts';
 
-/** The lowest threshold a request may set: under it, different pictures of one kind pass for copies. */
-export const MIN_THRESHOLD = 0.8;
+/** The lowest threshold a request may set: the worker keeps pairs from there (docs/decisions/0112). */
+export const MIN_THRESHOLD = PAIR_FLOOR;
 
 /** The verification score a near-duplicate reaches at least (docs/decisions/0111). */
 export const Threshold = Type.Number({
@@ -17,12 +17,12 @@ export const Threshold = Type.Number({
   description: `must be a number from ${MIN_THRESHOLD} to 1: the verification score a pair reaches at least (default ${DEFAULT_THRESHOLD}; lower finds more copies and more look-alikes)`,
 });
 
-/** At most how many difference-hash bits a near-duplicate may differ by: by default no limit. */
+/** At most how many bits the closest of two images' perceptual hashes may differ by: by default no limit. */
 export const Distance = Type.Integer({
   minimum: 0,
   maximum: 64,
   default: 64,
-  description: 'must be a whole number of differing difference-hash bits from 0 to 64 (64, the default, sets no limit)',
+  description: 'must be a whole number of differing hash bits from 0 to 64 (64, the default, sets no limit)',
 });
 
 /** GET /images/:id/similar query. */
@@ -46,7 +46,7 @@ export const SimilarPage = Type.Object({
   hash: Type.String({ description: 'the image’s 64-bit difference hash (dHash) in hex' }),
   items: Type.Array(
     Type.Object({
-      distance: Type.Integer({ description: 'differing bits between the two difference hashes' }),
+      distance: Type.Integer({ description: 'bits in which the closest of the two images’ perceptual hashes differ' }),
       score: Type.Number({ description: 'the verification score, from the threshold to 1 (see docs/api.md)' }),
       image: Image,
     }),
@@ -62,7 +62,7 @@ export function similarRoutes(app: FastifyInstance, reader: SimilarityReader) {
     {
       schema: {
         summary:
-          'Near-duplicates of this image: candidates sharing a perceptual-hash band, kept when their verification score reaches `threshold`; highest score first; in its own data set unless `dataset` or `scope=all` says otherwise',
+          'Near-duplicates of this image whose verification score reaches `threshold`, highest score first: in its own data set those the images-worker found; with `dataset` naming another data set or `scope=all`, searched at request time',
         params: IdParams,
         querystring: SimilarQuery,
         response: { 200: SimilarPage, 404: ErrorResponse, 409: ErrorResponse, ...Errors },
@@ -90,9 +90,17 @@ export function similarRoutes(app: FastifyInstance, reader: SimilarityReader) {
           `Image "${id}" has not been analysed yet; try again once the images-worker has processed it`,
         );
       }
-      const searched = scope === 'all' ? undefined : (dataset ?? state.dataset);
-      const probe = { id, hash: state.hash, signature: state.signature };
-      const items = await reader.similar(probe, { threshold, distance }, limit, searched);
+      const closeness = { threshold, distance };
+      // in its own data set, the pairs the worker found; elsewhere, a search now
+      const items =
+        scope !== 'all' && (dataset === undefined || dataset === state.dataset)
+          ? await reader.pairs(id, closeness, limit)
+          : await reader.search(
+              { id, hash: state.hash, signature: state.signature },
+              closeness,
+              limit,
+              scope === 'all' ? undefined : dataset,
+            );
       return { hash: toHex(state.hash), items };
     },
   );

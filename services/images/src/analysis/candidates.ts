@@ -1,0 +1,139 @@
+import { SIDE, type Signature, signatureKeys } from './signature.ts';
+import { detail } from './verify.ts';
+
+/** A key shared by more images than this says little about any of them, and is not followed. */
+export const BUCKET_CAP = 1000;
+/** Candidates sharing the most keys with an image that are pre-scored. */
+export const SHORTLIST = 128;
+/** Candidates with the best pre-scores that are verified in full. */
+export const FINALISTS = 3;
+
+const SMALL = SIDE / 2;
+
+/**
+ * A view's detail at half size, zero mean and unit length, in 8 bits: the dot product of two of
+ * them is their detail correlation without shifts, a cheap first guess of the full score.
+ */
+export function prescoreVector(view: Uint8Array): Int8Array {
+  const full = detail(view, SIDE);
+  const small = new Float32Array(SMALL * SMALL);
+  let mean = 0;
+  for (let y = 0; y < SMALL; y++) {
+    for (let x = 0; x < SMALL; x++) {
+      const at = 2 * y * SIDE + 2 * x;
+      const sum =
+        (full[at] as number) + (full[at + 1] as number) + (full[at + SIDE] as number) + (full[at + SIDE + 1] as number);
+      small[y * SMALL + x] = sum;
+      mean += sum;
+    }
+  }
+  mean /= small.length;
+  let norm = 0;
+  for (let i = 0; i < small.length; i++) {
+    const centred = (small[i] as number) - mean;
+    small[i] = centred;
+    norm += centred * centred;
+  }
+  const out = new Int8Array(small.length);
+  if (norm === 0) return out;
+  const scale = 127 / Math.sqrt(norm) / 0.25;
+  // scaled so a typical value uses the range; the rare larger ones are clipped
+  for (let i = 0; i < small.length; i++)
+    out[i] = Math.max(-127, Math.min(127, Math.round((small[i] as number) * scale)));
+  return out;
+}
+
+function dot(a: Int8Array, b: Int8Array): number {
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) sum += (a[i] as number) * (b[i] as number);
+  return sum;
+}
+
+/** What the index keeps of an image: its id, keys and the pre-score vectors of its two views. */
+interface Entry {
+  id: string;
+  keys: number[];
+  content: Int8Array;
+  frame: Int8Array;
+}
+
+/** A candidate picked for full verification, with its pre-score. */
+export interface Finalist {
+  id: string;
+  prescore: number;
+}
+
+/** An image's keys as plain numbers (each is under 2^20) and its pre-score vectors. */
+export function indexEntry(id: string, signature: Signature): Entry {
+  return {
+    id,
+    keys: signatureKeys(signature).map(Number),
+    content: prescoreVector(signature.content),
+    frame: prescoreVector(signature.frame),
+  };
+}
+
+/**
+ * The analysed images of one data set held in memory for finding near-duplicate candidates: the
+ * images sharing keys with a probe, the SHORTLIST sharing most, and of those the FINALISTS whose
+ * views' detail correlates best with the probe's. About 600 bytes an image.
+ */
+export class CandidateIndex {
+  readonly #entries: Entry[] = [];
+  readonly #byId = new Map<string, number>();
+  readonly #buckets = new Map<number, number[]>();
+  #counts = new Uint16Array(1024);
+
+  /** How many images it holds. */
+  get size(): number {
+    return this.#entries.length;
+  }
+
+  /** Whether it holds the image. */
+  has(id: string): boolean {
+    return this.#byId.has(id);
+  }
+
+  /** Adds an image; adding one it holds already changes nothing. */
+  add(entry: Entry): void {
+    if (this.#byId.has(entry.id)) return;
+    const at = this.#entries.length;
+    this.#entries.push(entry);
+    this.#byId.set(entry.id, at);
+    for (const key of entry.keys) {
+      const bucket = this.#buckets.get(key);
+      if (bucket) bucket.push(at);
+      else this.#buckets.set(key, [at]);
+    }
+    if (this.#counts.length < this.#entries.length) {
+      const grown = new Uint16Array(this.#counts.length * 2);
+      grown.set(this.#counts);
+      this.#counts = grown;
+    }
+  }
+
+  /** The images to verify against `probe` (an entry, held or not), itself left out, best pre-score first. */
+  finalists(probe: Entry): Finalist[] {
+    const counts = this.#counts;
+    const touched: number[] = [];
+    for (const key of probe.keys) {
+      const bucket = this.#buckets.get(key);
+      if (!bucket || bucket.length > BUCKET_CAP) continue;
+      for (const at of bucket) if ((counts[at] as number)++ === 0) touched.push(at);
+    }
+    const self = this.#byId.get(probe.id);
+    let shortlist = touched.filter((at) => at !== self);
+    if (shortlist.length > SHORTLIST) {
+      shortlist.sort((a, b) => (counts[b] as number) - (counts[a] as number));
+      shortlist = shortlist.slice(0, SHORTLIST);
+    }
+    for (const at of touched) counts[at] = 0;
+    const scored = shortlist.map((at) => {
+      const entry = this.#entries[at] as Entry;
+      const prescore = Math.max(dot(probe.content, entry.content), dot(probe.frame, entry.frame));
+      return { id: entry.id, prescore };
+    });
+    scored.sort((a, b) => b.prescore - a.prescore);
+    return scored.slice(0, FINALISTS);
+  }
+}
