@@ -9,6 +9,7 @@ import { type Signature, signatureOf } from '../../services/images/src/analysis/
 import { DEFAULT_THRESHOLD, PAIR_FLOOR, verificationScore } from '../../services/images/src/analysis/verify.ts';
 import { type Check, check, type Scenario, type ScenarioReport } from '../lib/scenario.ts';
 import { colourDigit, digitRaw, FAMILIES, loadDigits, png, type Raw, seeded, twin } from '../lib/twins.ts';
+import { measureScale } from './analysis-scale.ts';
 
 const MAX_PIXELS = 40_000_000;
 /** Images the worker takes together by default (WORKER_BATCH). */
@@ -47,8 +48,9 @@ function score(pairs: Array<[Picture, Picture]>, copies: Picture[]) {
 
 export const analysisScenario: Scenario = {
   name: 'analysis',
-  summary: 'near-duplicate recall and precision on real digits and their copies, against dHash alone',
-  needs: [],
+  summary:
+    'near-duplicates: recall and precision on real digits and their copies against dHash alone; analysis lag, leak report and similar at 70,000 images',
+  needs: ['images'],
   async run(ctx): Promise<ScenarioReport> {
     const perClass = Math.max(10, Math.round(Number(process.env.BENCH_ANALYSIS_TRAIN ?? 500) / 10));
     const perFamily = Math.max(4, Math.round(perClass / 2));
@@ -151,12 +153,38 @@ export const analysisScenario: Scenario = {
         `(${(verified / everyone.length).toFixed(1)} finalists verified per image)`,
     ];
     for (const line of notes) ctx.log(`analysis: ${line}`);
+
+    const trainAtScale = Number(process.env.BENCH_ANALYSIS_IMAGES ?? 60_000);
+    // BENCH_ANALYSIS_IMAGES=0 measures the quality alone
+    const scale = trainAtScale > 0 ? await measureScale(ctx, trainAtScale, Math.round(trainAtScale / 6)) : undefined;
+    if (scale) {
+      const f1 = (x: number) => x.toFixed(1);
+      notes.push(
+        `at scale: import of ${scale.train} in ${f1(scale.importSeconds)} s (${scale.importPerSecond.toFixed(0)}/s); every image analysed ` +
+          `${f1(scale.lagSeconds)} s after it ended (${scale.lagRatio.toFixed(2)} x the import), ${scale.analysedPerSecond.toFixed(0)} images/s ` +
+          `from the import's start; worker peak RSS ${scale.workerPeakRssMiB.toFixed(0)} MiB`,
+        `leak report of ${scale.train + scale.test} images: ${scale.reportPairs} pairs in ${scale.reportPages} pages, read in ` +
+          `${scale.reportSeconds.toFixed(2)} s; planted copies found ${pct(scale.plantedFound)}; similar p50 ${scale.similarP50.toFixed(1)} ms, ` +
+          `p99 ${scale.similarP99.toFixed(1)} ms`,
+        `a backlog of ${Math.round(scale.train / 3)}: ${scale.oneReplica.toFixed(0)} images/s with one worker, ${scale.twoReplicas.toFixed(0)} with two ` +
+          `(${(scale.twoReplicas / scale.oneReplica).toFixed(2)} x)`,
+      );
+      for (const line of notes.slice(-3)) ctx.log(`analysis: ${line}`);
+    }
+    const skipped = Number.NaN;
+    checks.push(
+      check('analysis lag after the import / the import', scale?.lagRatio ?? skipped, '<=', 1, 'x', []),
+      check('images-worker peak RSS (MiB)', scale?.workerPeakRssMiB ?? skipped, '<=', 300, 'x', []),
+      check('leak report of 70,000 read whole (ms)', (scale?.reportSeconds ?? skipped) * 1000, '<=', 5000, 'ms', []),
+      check('similar p99 at 70,000 images', scale?.similarP99 ?? skipped, '<=', 20, 'ms', []),
+    );
     return {
       sections: [],
       checks,
       notes,
       clean: true,
       data: {
+        scale,
         train: train.length,
         test: test.length,
         copies: copies.length,

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { openAsBlob } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { dropDatabase, withDatabase } from '@berth/service-kit';
 import autocannon, { type Options } from 'autocannon';
@@ -67,6 +67,17 @@ export function digitPixels(count: number, seed = 20_240_611): { pixels: Buffer;
 /** Writes an MNIST-style IDX pair of `count` digit-like images into dir. */
 export async function writeBenchIdx(dir: string, count: number): Promise<{ images: string; labels: string }> {
   const { pixels, labels } = digitPixels(count);
+  return writeIdx(dir, 'train', pixels, labels);
+}
+
+/** Writes 28x28 images (784 bytes each, one after another) and their labels as an IDX pair named for the split. */
+export async function writeIdx(
+  dir: string,
+  split: 'train' | 't10k',
+  pixels: Uint8Array,
+  labels: Uint8Array,
+): Promise<{ images: string; labels: string }> {
+  const count = labels.length;
   const imagesHeader = Buffer.alloc(16);
   imagesHeader.writeUInt32BE(0x00000803, 0);
   imagesHeader.writeUInt32BE(count, 4);
@@ -75,8 +86,8 @@ export async function writeBenchIdx(dir: string, count: number): Promise<{ image
   const labelsHeader = Buffer.alloc(8);
   labelsHeader.writeUInt32BE(0x00000801, 0);
   labelsHeader.writeUInt32BE(count, 4);
-  const images = join(dir, 'train-images-idx3-ubyte');
-  const labelsPath = join(dir, 'train-labels-idx1-ubyte');
+  const images = join(dir, `${split}-images-idx3-ubyte`);
+  const labelsPath = join(dir, `${split}-labels-idx1-ubyte`);
   await writeFile(images, Buffer.concat([imagesHeader, pixels]));
   await writeFile(labelsPath, Buffer.concat([labelsHeader, labels]));
   return { images, labels: labelsPath };
@@ -143,7 +154,7 @@ function authorization(token: string | undefined): Record<string, string> {
 }
 
 /** Resident memory of a process in MiB, from /proc; NaN where there is no /proc. */
-async function rssMiB(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): Promise<number> {
+export async function rssMiB(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): Promise<number> {
   try {
     const status = await readFile(`/proc/${pid}/status`, 'utf8');
     const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
@@ -191,8 +202,9 @@ export async function measureImport(
   try {
     const form = new FormData();
     form.set('dataset', dataset);
-    form.append('files', await openAsBlob(files.images), 'train-images-idx3-ubyte');
-    form.append('files', await openAsBlob(files.labels), 'train-labels-idx1-ubyte');
+    // the file names say the split (train-*, t10k-*)
+    form.append('files', await openAsBlob(files.images), basename(files.images));
+    form.append('files', await openAsBlob(files.labels), basename(files.labels));
     const posted = await fetch(`${gatewayUrl}/images/imports`, {
       method: 'POST',
       body: form,

@@ -65,11 +65,9 @@ async function row(id: string) {
     analysis_error: string | null;
     analysed_at: Date | null;
     signature: Buffer | null;
-    keys: number;
   }>(
-    `SELECT phash, analysis_status, analysis_error, analysed_at, signature,
-       (SELECT count(*)::int FROM image_keys WHERE image_id = images.id) AS keys
-     FROM images WHERE id = $1`,
+    `SELECT phash, analysis_status, analysis_error, analysed_at, s.signature
+     FROM images i LEFT JOIN image_signatures s ON s.image_id = i.id WHERE i.id = $1`,
     [id],
   );
   assert.ok(found, `row ${id}`);
@@ -109,7 +107,7 @@ test('a hash survives the round trip through a signed bigint column, and SQL cut
   );
 });
 
-test('analysing an image puts its hash, signature and candidate keys on the row, and leaves updatedAt alone', async () => {
+test('analysing an image puts its hash and signature on the row, and leaves updatedAt alone', async () => {
   const image = await upload(await scene(21), { dataset: 'analyse', split: 'train' });
   assert.equal((await row(image.id)).analysis_status, null);
   assert.equal(await analyser.apply(uuidv7(), image.id), 'applied');
@@ -118,7 +116,6 @@ test('analysing an image puts its hash, signature and candidate keys on the row,
   assert.equal(fromSigned(found.phash as string), (await analyseBytes(await scene(21), MAX_PIXELS)).hash);
   assert.ok(found.signature);
   assert.equal(unpackSignature(found.signature).content.length, 32 * 32);
-  assert.equal(found.keys, 16);
   // thumbnails are made on first request, not by the worker
   for (const size of THUMBNAIL_SIZES) {
     await assert.rejects(stat(ctx.store.thumbnailPath(image.sha256, size)), { code: 'ENOENT' });
@@ -160,7 +157,6 @@ test('a file that cannot be decoded is recorded as failed on its row, with the r
   assert.match(found.analysis_error ?? '', /^The image could not be decoded: .+/);
   assert.equal(found.phash, null);
   assert.equal(found.signature, null);
-  assert.equal(found.keys, 0);
 
   const response = await get(`/images/${id}/similar`);
   assert.equal(response.statusCode, 409);
@@ -207,11 +203,11 @@ test('GET /images/:id/similar returns the near-duplicates in the image’s data 
     [elsewhere.id],
   );
 
+  // the same bytes are 0 bits apart; a copy may be too, in the closest of the four hashes
   const exact = (await get(`/images/${original.id}/similar?distance=0&scope=all`)).json();
-  assert.deepEqual(
-    exact.items.map((item: { image: { id: string } }) => item.image.id),
-    [elsewhere.id],
-  );
+  assert.ok(exact.items.some((item: { image: { id: string } }) => item.image.id === elsewhere.id));
+  assert.ok(exact.items.every((item: { distance: number }) => item.distance === 0));
+  assert.ok(!exact.items.some((item: { image: { id: string } }) => item.image.id === unrelated.id));
   const one = (await get(`/images/${original.id}/similar?limit=1`)).json();
   assert.equal(one.items.length, 1);
 });

@@ -3,16 +3,8 @@ import { forEachLimit } from '../concurrency.ts';
 import type { AnalysisStore, EventRecord } from '../db/analysis.ts';
 import type { Store } from '../storage/store.ts';
 import { type Finalist, indexEntry } from './candidates.ts';
-import { hammingDistance } from './dhash.ts';
 import { DatasetIndexes } from './indexes.ts';
-import {
-  type Analysis,
-  analyseBytes,
-  packSignature,
-  type Signature,
-  signatureKeys,
-  unpackSignature,
-} from './signature.ts';
+import { type Analysis, analyseBytes, hashDistance, packSignature, unpackSignature } from './signature.ts';
 import { PAIR_FLOOR, verificationScore } from './verify.ts';
 
 /**
@@ -98,11 +90,7 @@ export class Analyser {
     });
     if (signed.length) {
       await this.#db.sign(
-        signed.map(({ event, analysis }) => ({
-          imageId: event.imageId,
-          signature: packSignature(analysis.signature),
-          keys: signatureKeys(analysis.signature),
-        })),
+        signed.map(({ event, analysis }) => ({ imageId: event.imageId, signature: packSignature(analysis.signature) })),
       );
       for (const item of signed) {
         records.push({ ...item.event, outcome: { status: 'done', hash: item.analysis.hash, pairs: [] } });
@@ -173,9 +161,4 @@ export class Analyser {
       return { error: `The image could not be decoded: ${(err as Error).message}` };
     }
   }
-}
-
-/** The fewest bits in which any of two signatures' four hashes differ. */
-export function hashDistance(a: Signature, b: Signature): number {
-  return Math.min(...a.hashes.map((hash, i) => hammingDistance(hash, b.hashes[i] as bigint)));
 }

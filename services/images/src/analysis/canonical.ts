@@ -28,23 +28,43 @@ function borderMedian({ width, height, pixels }: Grey): number {
   return ring[ring.length >> 1] ?? 0;
 }
 
-/** Bilinear sample at (x, y) in pixel-centre coordinates; outside the picture it is `outside`. */
-function sample({ width, height, pixels }: Grey, x: number, y: number, outside: number): number {
-  const x0 = Math.floor(x);
-  const y0 = Math.floor(y);
-  const fx = x - x0;
-  const fy = y - y0;
-  const at = (xi: number, yi: number) =>
-    xi < 0 || yi < 0 || xi >= width || yi >= height ? outside : (pixels[yi * width + xi] as number);
-  const top = at(x0, y0) * (1 - fx) + at(x0 + 1, y0) * fx;
-  const bottom = at(x0, y0 + 1) * (1 - fx) + at(x0 + 1, y0 + 1) * fx;
-  return top * (1 - fy) + bottom * fy;
+/** The taps of one output pixel on one axis: the weights of source indices first, first + 1, ... */
+interface Taps {
+  first: number;
+  weights: Float64Array;
+}
+
+/**
+ * The taps of one axis of a resampling, for each output index. Each output pixel averages `n`
+ * bilinear samples spread over the source span it covers, n as many as the source pixels it covers.
+ */
+function taps(start: number, span: number, out: number): Taps[] {
+  const step = span / out;
+  const n = Math.max(1, Math.ceil(step));
+  const result: Taps[] = [];
+  for (let o = 0; o < out; o++) {
+    // the samples' positions in pixel-centre coordinates
+    const firstX = start + (o + 0.5 / n) * step - 0.5;
+    const lastX = start + (o + (n - 0.5) / n) * step - 0.5;
+    const first = Math.floor(firstX);
+    const weights = new Float64Array(Math.floor(lastX) - first + 2);
+    for (let k = 0; k < n; k++) {
+      const x = start + (o + (k + 0.5) / n) * step - 0.5;
+      const x0 = Math.floor(x);
+      const f = x - x0;
+      weights[x0 - first] = (weights[x0 - first] as number) + (1 - f) / n;
+      weights[x0 - first + 1] = (weights[x0 - first + 1] as number) + f / n;
+    }
+    result.push({ first, weights });
+  }
+  return result;
 }
 
 /**
  * The rectangle (left, top, w, h) of the picture, in pixel-edge coordinates, resampled to outWidth x
  * outHeight: each output pixel averages a grid of bilinear samples as dense as the source pixels it
- * covers, so shrinking averages and enlarging interpolates.
+ * covers, so shrinking averages and enlarging interpolates; outside the picture is `outside`.
+ * Separable: along the rows first, then down the columns.
  */
 export function resample(
   grey: Grey,
@@ -56,23 +76,41 @@ export function resample(
   outHeight: number,
   outside: number,
 ): Float32Array {
+  const { width, height, pixels } = grey;
+  const columns = taps(left, w, outWidth);
+  const rows = taps(top, h, outHeight);
+  // the source rows the output needs, each resampled across (row -1 and beyond: outside)
+  const firstRow = Math.max(0, (rows[0] as Taps).first);
+  const lastRow = Math.min(
+    height - 1,
+    (rows[outHeight - 1] as Taps).first + (rows[outHeight - 1] as Taps).weights.length - 1,
+  );
+  const across = new Float32Array(Math.max(0, lastRow - firstRow + 1) * outWidth);
+  for (let y = firstRow; y <= lastRow; y++) {
+    const row = y * width;
+    const at = (y - firstRow) * outWidth;
+    for (let ox = 0; ox < outWidth; ox++) {
+      const { first, weights } = columns[ox] as Taps;
+      let sum = 0;
+      for (let k = 0; k < weights.length; k++) {
+        const x = first + k;
+        sum += (weights[k] as number) * (x < 0 || x >= width ? outside : (pixels[row + x] as number));
+      }
+      across[at + ox] = sum;
+    }
+  }
   const out = new Float32Array(outWidth * outHeight);
-  const stepX = w / outWidth;
-  const stepY = h / outHeight;
-  const nx = Math.max(1, Math.ceil(stepX));
-  const ny = Math.max(1, Math.ceil(stepY));
   for (let oy = 0; oy < outHeight; oy++) {
+    const { first, weights } = rows[oy] as Taps;
     for (let ox = 0; ox < outWidth; ox++) {
       let sum = 0;
-      for (let sy = 0; sy < ny; sy++) {
-        // the sample's position in pixel-centre coordinates
-        const y = top + (oy + (sy + 0.5) / ny) * stepY - 0.5;
-        for (let sx = 0; sx < nx; sx++) {
-          const x = left + (ox + (sx + 0.5) / nx) * stepX - 0.5;
-          sum += sample(grey, x, y, outside);
-        }
+      for (let k = 0; k < weights.length; k++) {
+        const y = first + k;
+        sum +=
+          (weights[k] as number) *
+          (y < 0 || y >= height ? outside : (across[(y - firstRow) * outWidth + ox] as number));
       }
-      out[oy * outWidth + ox] = sum / (nx * ny);
+      out[oy * outWidth + ox] = sum;
     }
   }
   return out;

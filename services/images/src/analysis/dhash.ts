@@ -21,7 +21,7 @@ const POSITIONS = Array.from({ length: 64 }, (_, cell) => BigInt(bitPosition(Mat
  * The 64-bit difference hash (dHash) of 9x8 greyscale pixels, row by row: a bit is 1 where a pixel
  * is darker than its right-hand neighbour. Returned as an unsigned 64-bit BigInt, bits in band order.
  */
-export function dhashOfPixels(pixels: Uint8Array): bigint {
+export function dhashOfPixels(pixels: ArrayLike<number>): bigint {
   if (pixels.length !== 72) throw new Error(`dHash needs 9x8 = 72 grey pixels, got ${pixels.length}`);
   let hash = 0n;
   for (let row = 0; row < 8; row++) {

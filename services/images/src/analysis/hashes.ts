@@ -1,4 +1,5 @@
 import { type Grey, resample } from './canonical.ts';
+import { dhashOfPixels } from './dhash.ts';
 
 function asGrey(view: Uint8Array, side: number): Grey {
   return { width: side, height: side, pixels: Float32Array.from(view) };
@@ -11,12 +12,22 @@ function pack(bits: boolean[]): bigint {
   return hash;
 }
 
+/** The 9x8 grid a difference hash compares: the picture shrunk by area averaging. */
+function differenceGrid(grey: Grey): Float32Array {
+  return resample(grey, 0, 0, grey.width, grey.height, 9, 8, 0);
+}
+
 /**
- * The difference hash (dHash) of a whole picture: shrunk to 9x8 by area averaging, a bit per pixel
- * darker than its right-hand neighbour, row by row, first bit highest.
+ * The difference hash (dHash) of a whole picture, the API's `hash`: shrunk to 9x8, a bit per pixel
+ * darker than its right-hand neighbour, laid out in the bands of migration 0003's indexes.
  */
 export function pictureDifferenceHash(grey: Grey): bigint {
-  const grid = resample(grey, 0, 0, grey.width, grey.height, 9, 8, 0);
+  return dhashOfPixels(differenceGrid(grey));
+}
+
+/** The difference hash of a square view: a bit per pixel darker than its right-hand neighbour, row by row. */
+export function differenceHash(view: Uint8Array, side: number): bigint {
+  const grid = differenceGrid(asGrey(view, side));
   const bits: boolean[] = [];
   for (let row = 0; row < 8; row++) {
     for (let column = 0; column < 8; column++) {
@@ -24,11 +35,6 @@ export function pictureDifferenceHash(grey: Grey): bigint {
     }
   }
   return pack(bits);
-}
-
-/** The difference hash of a square view. */
-export function differenceHash(view: Uint8Array, side: number): bigint {
-  return pictureDifferenceHash(asGrey(view, side));
 }
 
 const DCT_SIDE = 32;
@@ -44,7 +50,7 @@ const COSINES = Array.from({ length: DCT_KEEP }, (_, u) =>
  * its bit always 0). Robust to blur, noise and small geometric change.
  */
 export function dctHash(view: Uint8Array, side: number): bigint {
-  const pixels = resample(asGrey(view, side), 0, 0, side, side, DCT_SIDE, DCT_SIDE, 0);
+  const pixels = side === DCT_SIDE ? view : resample(asGrey(view, side), 0, 0, side, side, DCT_SIDE, DCT_SIDE, 0);
   // rows first: for each row y, the kept frequencies u
   const partial = new Float64Array(DCT_SIDE * DCT_KEEP);
   for (let y = 0; y < DCT_SIDE; y++) {

@@ -1,5 +1,6 @@
 import { canonicalViews, type Grey } from './canonical.ts';
 import { decodeGrey } from './decode.ts';
+import { hammingDistance } from './dhash.ts';
 import { dctHash, differenceHash, pictureDifferenceHash } from './hashes.ts';
 
 /** The side of the square views a signature keeps for verification. */
@@ -95,4 +96,9 @@ export async function analyseBytes(bytes: Buffer, maxPixels: number): Promise<An
 /** The signature of an image file's bytes; throws for data that cannot be decoded. */
 export async function signatureOf(bytes: Buffer, maxPixels: number): Promise<Signature> {
   return signatureOfGrey(await decodeGrey(bytes, maxPixels));
+}
+
+/** The fewest bits in which any of two signatures' four hashes differ. */
+export function hashDistance(a: Signature, b: Signature): number {
+  return Math.min(...a.hashes.map((hash, i) => hammingDistance(hash, b.hashes[i] as bigint)));
 }

@@ -25,11 +25,10 @@ export interface EventRecord {
   outcome?: AnalysisOutcome;
 }
 
-/** An image's signature to store, with its candidate keys. */
+/** An image's signature to store. */
 export interface SignatureRecord {
   imageId: string;
   signature: Buffer;
-  keys: bigint[];
 }
 
 /** A signed image as the worker's candidate index loads it, with its signing transaction. */
@@ -57,32 +56,23 @@ const LOOKUP = `SELECT t.event_id,
   FROM unnest($2::uuid[], $3::uuid[]) AS t(event_id, image_id)
   LEFT JOIN images i ON i.id = t.image_id`;
 
-// the first step: signatures and candidate keys of images not analysed yet, with the signing
+// the first step: signatures of images not analysed yet, with the signing
 // transaction; committed before the batch looks for candidates, so of two near-duplicates signed
 // at once by two replicas, at least one sees the other
-const SIGN = `WITH input AS (
-    SELECT * FROM unnest($1::uuid[], $2::bytea[]) AS t(image_id, signature)
-  ), signed AS (
-    UPDATE images i SET signature = t.signature, signed_xid = pg_current_xact_id()
-    FROM input t WHERE i.id = t.image_id AND i.analysis_status IS NULL
-    RETURNING i.id
-  ), keyed AS (
-    INSERT INTO image_keys (key, image_id)
-    SELECT DISTINCT k.key, k.image_id FROM unnest($3::int8[], $4::uuid[]) AS k(key, image_id)
-    JOIN signed s ON s.id = k.image_id
-    ON CONFLICT DO NOTHING
-  )
-  SELECT count(*)::int AS signed FROM signed`;
+const SIGN = `INSERT INTO image_signatures (image_id, dataset, signature)
+  SELECT i.id, i.dataset, t.signature FROM unnest($1::uuid[], $2::bytea[]) AS t(image_id, signature)
+  JOIN images i ON i.id = t.image_id AND i.analysis_status IS NULL
+  ON CONFLICT (image_id) DO UPDATE SET signature = EXCLUDED.signature, signed_xid = pg_current_xact_id()`;
 
 // a data set's signed images of transactions from $2 on, after id $3 and not among $4, in id
 // order, $5 of them; with the oldest transaction still running as this statement sees it, from
 // which the next read goes on
 const SIGNED = `WITH snapshot AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin)
   SELECT s.xmin, r.id, r.signature, r.xid FROM snapshot s LEFT JOIN LATERAL (
-    SELECT id, signature, signed_xid::text AS xid FROM images
-    WHERE dataset = $1 AND signature IS NOT NULL AND signed_xid >= $2::text::xid8 AND id > $3::uuid
-      AND NOT (id = ANY($4::uuid[]))
-    ORDER BY id
+    SELECT image_id AS id, signature, signed_xid::text AS xid FROM image_signatures
+    WHERE dataset = $1 AND signed_xid >= $2::text::xid8 AND image_id > $3::uuid
+      AND NOT (image_id = ANY($4::uuid[]))
+    ORDER BY image_id
     LIMIT $5
   ) r ON true`;
 
@@ -165,23 +155,10 @@ export function analysisStore(pool: pg.Pool) {
       );
     },
 
-    /** Stores the signatures and keys of images not analysed yet (one statement); says how many it stored. */
+    /** Stores the signatures of images not analysed yet (one statement); says how many it stored. */
     async sign(records: SignatureRecord[]): Promise<number> {
-      const keys: string[] = [];
-      const keyImages: string[] = [];
-      for (const r of records) {
-        for (const key of r.keys) {
-          keys.push(key.toString());
-          keyImages.push(r.imageId);
-        }
-      }
-      const { rows } = await query<{ signed: number }>(SIGN, [
-        records.map((r) => r.imageId),
-        records.map((r) => r.signature),
-        keys,
-        keyImages,
-      ]);
-      return rows[0]?.signed ?? 0;
+      const { rowCount } = await query(SIGN, [records.map((r) => r.imageId), records.map((r) => r.signature)]);
+      return rowCount ?? 0;
     },
 
     /**
@@ -208,7 +185,7 @@ export function analysisStore(pool: pg.Pool) {
     async signatures(ids: string[]): Promise<Map<string, Buffer>> {
       if (ids.length === 0) return new Map();
       const { rows } = await query<{ id: string; signature: Buffer }>(
-        'SELECT id, signature FROM images WHERE id = ANY($1::uuid[]) AND signature IS NOT NULL',
+        'SELECT image_id AS id, signature FROM image_signatures WHERE image_id = ANY($1::uuid[])',
         [ids],
       );
       return new Map(rows.map((row) => [row.id, row.signature]));

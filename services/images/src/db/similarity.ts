@@ -1,7 +1,7 @@
 import { withPostgres } from '@berth/service-kit';
 import type pg from 'pg';
 import { fromSigned, toSigned } from '../analysis/dhash.ts';
-import { type Signature, signatureKeys, unpackSignature } from '../analysis/signature.ts';
+import { hashDistance, type Signature, unpackSignature } from '../analysis/signature.ts';
 import { verificationScore } from '../analysis/verify.ts';
 import { COLUMNS, type Image, type ImageRow, toImage } from './images.ts';
 import { prepared } from './transaction.ts';
@@ -43,27 +43,48 @@ export interface Closeness {
   distance: number;
 }
 
-const STATE = 'SELECT id, dataset, phash, signature, analysis_status, analysis_error FROM images WHERE id = $1::uuid';
+/** The image columns, each qualified by a table alias. */
+const prefixed = (alias: string) =>
+  COLUMNS.split(',')
+    .map((column) => `${alias}.${column.trim()}`)
+    .join(', ');
+
+const STATE = `SELECT i.id, i.dataset, i.phash, s.signature, i.analysis_status, i.analysis_error
+  FROM images i LEFT JOIN image_signatures s ON s.image_id = i.id
+  WHERE i.id = $1::uuid`;
 
 /** An image's stored pairs in its own data set ($1 id), from $2 score and within $3 bits, best first, $4 of them. */
-const PAIRS = `SELECT ${COLUMNS.split(',')
-  .map((column) => `i.${column.trim()}`)
-  .join(', ')}, p.score, p.distance
+const PAIRS = `SELECT ${prefixed('i')}, p.score, p.distance
   FROM image_pairs p JOIN images i ON i.id = p.other_id
   WHERE p.image_id = $1::uuid AND p.score >= $2 AND p.distance <= $3
   ORDER BY p.score DESC, p.distance, p.other_id
   LIMIT $4`;
 
+// The band of a hash as the four indexes of migration 0003 cut it; the expressions must be written
+// exactly so for PostgreSQL to match them to those indexes.
+function band(hash: string, shift: number): string {
+  return shift === 0 ? `(${hash} & 65535)` : `((${hash} >> ${shift}) & 65535)`;
+}
+
+/** How many dHash bits apart a candidate of a search outside the image's data set may be. */
+export const SEARCH_DISTANCE = 11;
+
 /**
- * The candidates of an image outside its data set: every analysed image sharing a key with it
- * ($1 keys), itself ($2) left out, in one data set ($4) or all, with their signatures and
- * difference-hash distance ($3); verified here, as the worker does within a data set.
+ * The candidates of an image searched outside its data set: the analysed images (in data set $4,
+ * or all) whose dHash is within SEARCH_DISTANCE bits of the probe's ($1), found by multi-index
+ * hashing on the four band indexes (a band within 2 bits, by pigeonhole), itself ($2) left out,
+ * with their signatures; at most SEARCH_LIMIT. Coarser than the worker's candidates.
  */
-const searchCandidates = (scoped: boolean) => `SELECT ${COLUMNS}, signature,
-    bit_count((phash # $3::int8)::bit(64))::int AS distance
-  FROM images
-  WHERE id IN (SELECT k.image_id FROM image_keys k WHERE k.key = ANY($1::int8[]))
-    AND id <> $2::uuid AND signature IS NOT NULL${scoped ? ' AND dataset = $4' : ''}
+const searchCandidates = (scoped: boolean) => `SELECT ${prefixed('i')}, s.signature
+  FROM images i JOIN image_signatures s ON s.image_id = i.id
+  WHERE i.id IN (${[48, 32, 16, 0]
+    .map(
+      (shift) => `SELECT c.id FROM unnest(image_hash_band_ball(${band('$1::int8', shift)}, 2)) AS v(band)
+      JOIN images c ON ${band('c.phash', shift)} = v.band`,
+    )
+    .join(' UNION ')})
+    AND bit_count((i.phash # $1::int8)::bit(64)) <= ${SEARCH_DISTANCE}
+    AND i.id <> $2::uuid AND i.analysis_status = 'done'${scoped ? ' AND i.dataset = $3' : ''}
   LIMIT ${SEARCH_LIMIT}`;
 
 /** Candidates verified at most by a search outside the image's own data set, so it answers in bounded time. */
@@ -126,7 +147,7 @@ export function similarityReader(pool: pg.Pool) {
 
     /**
      * The near-duplicates of an analysed image searched now, in another data set or all: its
-     * candidates by key (at most SEARCH_LIMIT), verified; best score first.
+     * candidates by dHash (at most SEARCH_LIMIT), verified; best score first.
      */
     async search(
       probe: { id: string; hash: bigint; signature: Signature },
@@ -134,21 +155,16 @@ export function similarityReader(pool: pg.Pool) {
       limit: number,
       dataset?: string,
     ): Promise<Match[]> {
-      const values: unknown[] = [
-        signatureKeys(probe.signature).map((key) => key.toString()),
-        probe.id,
-        toSigned(probe.hash),
-      ];
+      const values: unknown[] = [toSigned(probe.hash), probe.id];
       if (dataset !== undefined) values.push(dataset);
-      const { rows } = await query<ImageRow & { signature: Buffer; distance: number }>(
-        searchCandidates(dataset !== undefined),
-        values,
-      );
+      const { rows } = await query<ImageRow & { signature: Buffer }>(searchCandidates(dataset !== undefined), values);
       const matches: Match[] = [];
       for (const row of rows) {
-        if (row.distance > closeness.distance) continue;
-        const score = verificationScore(probe.signature, unpackSignature(row.signature), closeness.threshold);
-        if (score >= closeness.threshold) matches.push({ distance: row.distance, score, image: toImage(row) });
+        const signature = unpackSignature(row.signature);
+        const distance = hashDistance(probe.signature, signature);
+        if (distance > closeness.distance) continue;
+        const score = verificationScore(probe.signature, signature, closeness.threshold);
+        if (score >= closeness.threshold) matches.push({ distance, score, image: toImage(row) });
       }
       matches.sort((a, b) => b.score - a.score || a.distance - b.distance || (a.image.id < b.image.id ? -1 : 1));
       return matches.slice(0, limit);
