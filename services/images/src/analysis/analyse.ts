@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { forEachLimit } from '../concurrency.ts';
 import type { AnalysisStore, EventRecord } from '../db/analysis.ts';
 import type { Store } from '../storage/store.ts';
-import { type Finalist, indexEntry } from './candidates.ts';
+import { type Finalist, type IndexEntry, indexEntry } from './candidates.ts';
 import { DatasetIndexes } from './indexes.ts';
 import { type Analysis, analyseBytes, hashDistance, packSignature, unpackSignature } from './signature.ts';
 import { PAIR_FLOOR, verificationScore } from './verify.ts';
@@ -17,6 +17,14 @@ export type AnalysisResult = 'applied' | 'undecodable' | 'duplicate' | 'gone';
 function isSystemError(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' && /^E[A-Z]+$/.test(code);
+}
+
+/** An image of the batch analysed and signed, with its entry for the candidate index. */
+interface Signed {
+  event: CreatedEvent;
+  dataset: string;
+  analysis: Analysis;
+  entry: IndexEntry;
 }
 
 /** One created event to apply: its id and its image's. */
@@ -82,16 +90,26 @@ export class Analyser {
       else if (state?.sha256 === undefined) records.push(event);
       else work.push({ event, sha256: state.sha256, dataset: state.dataset as string });
     }
-    const signed: Array<{ event: CreatedEvent; dataset: string; analysis: Analysis }> = [];
+    const signed: Signed[] = [];
     await forEachLimit(work, this.#concurrency, async ({ event, sha256, dataset }) => {
       const analysed = await this.#analyse(sha256);
       if ('error' in analysed) records.push({ ...event, outcome: { status: 'failed', error: analysed.error } });
-      else signed.push({ event, dataset, analysis: analysed });
+      else signed.push({ event, dataset, analysis: analysed, entry: indexEntry(event.imageId, analysed.signature) });
     });
     if (signed.length) {
-      await this.#db.sign(
+      const stored = await this.#db.sign(
         signed.map(({ event, analysis }) => ({ imageId: event.imageId, signature: packSignature(analysis.signature) })),
       );
+      const xids = new Map(stored.map((row) => [row.id, row.xid]));
+      for (const dataset of new Set(signed.map((item) => item.dataset))) {
+        this.#indexes.addSigned(
+          dataset,
+          signed.flatMap((item) => {
+            const xid = xids.get(item.event.imageId);
+            return item.dataset === dataset && xid !== undefined ? [{ entry: item.entry, xid }] : [];
+          }),
+        );
+      }
       for (const item of signed) {
         records.push({ ...item.event, outcome: { status: 'done', hash: item.analysis.hash, pairs: [] } });
       }
@@ -113,16 +131,13 @@ export class Analyser {
   }
 
   /** Finds and verifies each signed image's near-duplicates, filling in the pairs of its record. */
-  async #pair(
-    signed: Array<{ event: CreatedEvent; dataset: string; analysis: Analysis }>,
-    records: EventRecord[],
-  ): Promise<void> {
+  async #pair(signed: Signed[], records: EventRecord[]): Promise<void> {
     const finalists = new Map<string, Finalist[]>();
     for (const dataset of new Set(signed.map((item) => item.dataset))) {
       const index = await this.#indexes.current(dataset);
       for (const item of signed) {
         if (item.dataset !== dataset) continue;
-        finalists.set(item.event.imageId, index.finalists(indexEntry(item.event.imageId, item.analysis.signature)));
+        finalists.set(item.event.imageId, index.finalists(item.entry));
       }
     }
     const wanted = [...new Set([...finalists.values()].flat().map((finalist) => finalist.id))];

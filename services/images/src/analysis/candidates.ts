@@ -50,14 +50,10 @@ export function prescoreVector(view: Uint8Array): Int8Array {
   return out;
 }
 
-function dot(a: Int8Array, b: Int8Array): number {
-  let sum = 0;
-  for (let i = 0; i < a.length; i++) sum += (a[i] as number) * (b[i] as number);
-  return sum;
-}
+const VECTOR = SMALL * SMALL;
 
-/** What the index keeps of an image: its id, keys and the pre-score vectors of its two views. */
-interface Entry {
+/** What the index is given of an image: its id, keys and the pre-score vectors of its two views. */
+export interface IndexEntry {
   id: string;
   keys: number[];
   content: Int8Array;
@@ -71,7 +67,7 @@ export interface Finalist {
 }
 
 /** An image's keys as plain numbers (each is under 2^20) and its pre-score vectors. */
-export function indexEntry(id: string, signature: Signature): Entry {
+export function indexEntry(id: string, signature: Signature): IndexEntry {
   return {
     id,
     keys: signatureKeys(signature).map(Number),
@@ -80,20 +76,30 @@ export function indexEntry(id: string, signature: Signature): Entry {
   };
 }
 
+/** The dot product of vector `a` with the one at `offset` in `arena`. */
+function dotAt(a: Int8Array, arena: Int8Array, offset: number): number {
+  let sum = 0;
+  for (let i = 0; i < VECTOR; i++) sum += (a[i] as number) * (arena[offset + i] as number);
+  return sum;
+}
+
 /**
  * The analysed images of one data set held in memory for finding near-duplicate candidates: the
  * images sharing keys with a probe, the SHORTLIST sharing most, and of those the FINALISTS whose
- * views' detail correlates best with the probe's. About 600 bytes an image.
+ * views' detail correlates best with the probe's. The pre-score vectors live in one growing
+ * array, so an image costs about 700 bytes and no allocation of its own.
  */
 export class CandidateIndex {
-  readonly #entries: Entry[] = [];
+  readonly #ids: string[] = [];
   readonly #byId = new Map<string, number>();
   readonly #buckets = new Map<number, number[]>();
+  /** Both vectors of image i, content then frame, at 2 * VECTOR * i. */
+  #vectors = new Int8Array(2 * VECTOR * 1024);
   #counts = new Uint16Array(1024);
 
   /** How many images it holds. */
   get size(): number {
-    return this.#entries.length;
+    return this.#ids.length;
   }
 
   /** Whether it holds the image. */
@@ -102,25 +108,30 @@ export class CandidateIndex {
   }
 
   /** Adds an image; adding one it holds already changes nothing. */
-  add(entry: Entry): void {
+  add(entry: IndexEntry): void {
     if (this.#byId.has(entry.id)) return;
-    const at = this.#entries.length;
-    this.#entries.push(entry);
+    const at = this.#ids.length;
+    this.#ids.push(entry.id);
     this.#byId.set(entry.id, at);
     for (const key of entry.keys) {
       const bucket = this.#buckets.get(key);
       if (bucket) bucket.push(at);
       else this.#buckets.set(key, [at]);
     }
-    if (this.#counts.length < this.#entries.length) {
-      const grown = new Uint16Array(this.#counts.length * 2);
-      grown.set(this.#counts);
-      this.#counts = grown;
+    if (this.#counts.length < this.#ids.length) {
+      const counts = new Uint16Array(this.#counts.length * 2);
+      counts.set(this.#counts);
+      this.#counts = counts;
+      const vectors = new Int8Array(this.#vectors.length * 2);
+      vectors.set(this.#vectors);
+      this.#vectors = vectors;
     }
+    this.#vectors.set(entry.content, 2 * VECTOR * at);
+    this.#vectors.set(entry.frame, 2 * VECTOR * at + VECTOR);
   }
 
   /** The images to verify against `probe` (an entry, held or not), itself left out, best pre-score first. */
-  finalists(probe: Entry): Finalist[] {
+  finalists(probe: IndexEntry): Finalist[] {
     const counts = this.#counts;
     const touched: number[] = [];
     for (const key of probe.keys) {
@@ -142,10 +153,11 @@ export class CandidateIndex {
         shortlist.push(at);
       }
     }
+    const vectors = this.#vectors;
     const scored = shortlist.map((at) => {
-      const entry = this.#entries[at] as Entry;
-      const prescore = Math.max(dot(probe.content, entry.content), dot(probe.frame, entry.frame)) / PRESCORE_UNIT;
-      return { id: entry.id, prescore };
+      const base = 2 * VECTOR * at;
+      const prescore = Math.max(dotAt(probe.content, vectors, base), dotAt(probe.frame, vectors, base + VECTOR));
+      return { id: this.#ids[at] as string, prescore: prescore / PRESCORE_UNIT };
     });
     scored.sort((a, b) => b.prescore - a.prescore);
     return scored.slice(0, FINALISTS).filter((finalist) => finalist.prescore >= PRESCORE_FLOOR);

@@ -1,6 +1,6 @@
 import type { AnalysisStore, SignedCursor } from '../db/analysis.ts';
 import { FIRST_ID } from '../db/analysis.ts';
-import { CandidateIndex, indexEntry } from './candidates.ts';
+import { CandidateIndex, type IndexEntry, indexEntry } from './candidates.ts';
 import { unpackSignature } from './signature.ts';
 
 /** Rows read per query while loading or catching up. */
@@ -35,6 +35,19 @@ export class DatasetIndexes {
     let total = 0;
     for (const held of this.#held.values()) total += held.index.size;
     return total;
+  }
+
+  /**
+   * Adds images this worker has just signed, so the next catch-up need not read them back; a
+   * data set not held yet will read them with the rest when first used.
+   */
+  addSigned(dataset: string, signed: Array<{ entry: IndexEntry; xid: bigint }>): void {
+    const held = this.#held.get(dataset);
+    if (!held) return;
+    for (const { entry, xid } of signed) {
+      held.index.add(entry);
+      if (xid >= held.from.xid) held.from.known.push({ id: entry.id, xid });
+    }
   }
 
   /** The data set's index with every image signed until now. */

@@ -62,7 +62,8 @@ const LOOKUP = `SELECT t.event_id,
 const SIGN = `INSERT INTO image_signatures (image_id, dataset, signature)
   SELECT i.id, i.dataset, t.signature FROM unnest($1::uuid[], $2::bytea[]) AS t(image_id, signature)
   JOIN images i ON i.id = t.image_id AND i.analysis_status IS NULL
-  ON CONFLICT (image_id) DO UPDATE SET signature = EXCLUDED.signature, signed_xid = pg_current_xact_id()`;
+  ON CONFLICT (image_id) DO UPDATE SET signature = EXCLUDED.signature, signed_xid = pg_current_xact_id()
+  RETURNING image_id, signed_xid::text AS xid`;
 
 // a data set's signed images of transactions from $2 on, after id $3 and not among $4, in id
 // order, $5 of them; with the oldest transaction still running as this statement sees it, from
@@ -155,10 +156,13 @@ export function analysisStore(pool: pg.Pool) {
       );
     },
 
-    /** Stores the signatures of images not analysed yet (one statement); says how many it stored. */
-    async sign(records: SignatureRecord[]): Promise<number> {
-      const { rowCount } = await query(SIGN, [records.map((r) => r.imageId), records.map((r) => r.signature)]);
-      return rowCount ?? 0;
+    /** Stores the signatures of images not analysed yet (one statement); the ones stored, with their transaction. */
+    async sign(records: SignatureRecord[]): Promise<Array<{ id: string; xid: bigint }>> {
+      const { rows } = await query<{ image_id: string; xid: string }>(SIGN, [
+        records.map((r) => r.imageId),
+        records.map((r) => r.signature),
+      ]);
+      return rows.map((row) => ({ id: row.image_id, xid: BigInt(row.xid) }));
     },
 
     /**
