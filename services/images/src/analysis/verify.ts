@@ -273,52 +273,86 @@ const REFINE_ITERATIONS = 3;
 function align(t: Float32Array, b: Float32Array, side: number, start: Affine, iterations: number): Affine {
   const { gx, gy } = gradients(b, side);
   const centre = (side - 1) / 2;
+  const n = side * side;
+  let meanT = 0;
+  for (let i = 0; i < n; i++) meanT += t[i] as number;
+  meanT /= n;
+  let tt = 0;
+  for (let i = 0; i < n; i++) tt += ((t[i] as number) - meanT) ** 2;
   let m = start;
   let best = { rho: -2, m: start };
-  const n = side * side;
-  const jac = new Float64Array(n * 6);
+  const h = new Float64Array(36);
+  const rt = new Float64Array(6);
+  const ri = new Float64Array(6);
+  const rs = new Float64Array(6);
+  const row = new Float64Array(6);
   for (let iteration = 0; iteration < iterations; iteration++) {
-    const iw = warp(b, side, m);
-    const wx = warp(gx, side, m);
-    const wy = warp(gy, side, m);
-    let meanT = 0;
-    let meanI = 0;
-    for (let i = 0; i < n; i++) {
-      meanT += t[i] as number;
-      meanI += iw[i] as number;
-    }
-    meanT /= n;
-    meanI /= n;
-    const h = new Float64Array(36);
-    const jt = new Float64Array(6);
-    const ji = new Float64Array(6);
-    let tt = 0;
-    let ii = 0;
-    let ti = 0;
+    // one pass: the picture and its gradients sampled through the map, and every sum the step needs
+    h.fill(0);
+    rt.fill(0);
+    ri.fill(0);
+    rs.fill(0);
+    let si = 0;
+    let sii = 0;
+    let sti = 0;
     for (let y = 0; y < side; y++) {
       const v = y - centre;
       for (let x = 0; x < side; x++) {
         const u = x - centre;
-        const at = y * side + x;
-        const dx = wx[at] as number;
-        const dy = wy[at] as number;
+        const px = Math.min(side - 1, Math.max(0, m.a * u + m.b * v + m.tx + centre));
+        const py = Math.min(side - 1, Math.max(0, m.c * u + m.d * v + m.ty + centre));
+        const x0 = Math.min(side - 2, Math.floor(px));
+        const y0 = Math.min(side - 2, Math.floor(py));
+        const fx = px - x0;
+        const fy = py - y0;
+        const w00 = (1 - fx) * (1 - fy);
+        const w01 = fx * (1 - fy);
+        const w10 = (1 - fx) * fy;
+        const w11 = fx * fy;
+        const at = y0 * side + x0;
+        const iv =
+          (b[at] as number) * w00 +
+          (b[at + 1] as number) * w01 +
+          (b[at + side] as number) * w10 +
+          (b[at + side + 1] as number) * w11;
+        const dx =
+          (gx[at] as number) * w00 +
+          (gx[at + 1] as number) * w01 +
+          (gx[at + side] as number) * w10 +
+          (gx[at + side + 1] as number) * w11;
+        const dy =
+          (gy[at] as number) * w00 +
+          (gy[at + 1] as number) * w01 +
+          (gy[at + side] as number) * w10 +
+          (gy[at + side + 1] as number) * w11;
+        const tv = (t[y * side + x] as number) - meanT;
+        si += iv;
+        sii += iv * iv;
+        sti += tv * iv;
         // d(picture(m(x, y))) / d(a, c, b, d, tx, ty)
-        const row = [dx * u, dy * u, dx * v, dy * v, dx, dy];
-        const tv = (t[at] as number) - meanT;
-        const iv = (iw[at] as number) - meanI;
-        tt += tv * tv;
-        ii += iv * iv;
-        ti += tv * iv;
+        row[0] = dx * u;
+        row[1] = dy * u;
+        row[2] = dx * v;
+        row[3] = dy * v;
+        row[4] = dx;
+        row[5] = dy;
         for (let k = 0; k < 6; k++) {
           const rk = row[k] as number;
-          jac[at * 6 + k] = rk;
-          jt[k] = (jt[k] as number) + rk * tv;
-          ji[k] = (ji[k] as number) + rk * iv;
+          rs[k] = (rs[k] as number) + rk;
+          rt[k] = (rt[k] as number) + rk * tv;
+          ri[k] = (ri[k] as number) + rk * iv;
           for (let l = k; l < 6; l++) h[k * 6 + l] = (h[k * 6 + l] as number) + rk * (row[l] as number);
         }
       }
     }
     for (let k = 0; k < 6; k++) for (let l = 0; l < k; l++) h[k * 6 + l] = h[l * 6 + k] as number;
+    // the warped picture made zero-mean in the sums: its mean times each Jacobian column taken away
+    const meanI = si / n;
+    const ii = sii - n * meanI * meanI;
+    const ti = sti;
+    const jt = rt;
+    const ji = new Float64Array(6);
+    for (let k = 0; k < 6; k++) ji[k] = (ri[k] as number) - meanI * (rs[k] as number);
     const rho = tt > 0 && ii > 0 ? ti / Math.sqrt(tt * ii) : -1;
     if (rho > best.rho) best = { rho, m };
     const hi = solve6(h, ji);
