@@ -378,6 +378,10 @@ describe('infra/Dockerfile', () => {
     assert.match(dockerfile, /^CMD \["node", "src\/main\.ts"\]$/m);
   });
 
+  test("uses the builder's own Dockerfile frontend: a syntax line would fetch one from a registry", () => {
+    assert.doesNotMatch(dockerfile, /^#\s*syntax\s*=/im);
+  });
+
   test('has a migrate target that runs scripts/migrate.ts as node, and the default target comes last', () => {
     assert.match(dockerfile, /^FROM \$\{NODE_IMAGE\} AS migrate$/m);
     assert.match(dockerfile, /^CMD \["node", "scripts\/migrate\.ts"\]$/m);
