@@ -193,6 +193,24 @@ describe('docker-compose.yml', () => {
     }
   });
 
+  test("pgAdmin's registered server is the database, with the user and database the database is set up with", () => {
+    for (const env of [{}, { POSTGRES_USER: 'alice' }]) {
+      const file = loadCompose(composePath, { env });
+      const pgadmin = file.services.pgadmin as ComposeService;
+      const db = environmentOf(file.services.db as ComposeService);
+      const mounted = (pgadmin.configs as Array<{ source: string; target: string }>)[0];
+      assert.equal(mounted?.target, environmentOf(pgadmin).PGADMIN_SERVER_JSON_FILE);
+      const configs = file.configs as Record<string, { content: string }>;
+      const servers = JSON.parse(configs[mounted?.source ?? '']?.content ?? '{}').Servers;
+      const [server] = Object.values(servers) as Array<Record<string, unknown>>;
+      assert.equal(server?.Host, 'db');
+      assert.equal(server?.Port, listenPort('db'));
+      assert.equal(server?.Username, db.POSTGRES_USER);
+      assert.equal(server?.Username, env.POSTGRES_USER ?? 'admin');
+      assert.equal(server?.MaintenanceDB, db.POSTGRES_DB);
+    }
+  });
+
   test('every env name given to a Node service is one its config schema accepts, with a valid value', async () => {
     for (const [name, service] of nodeServices) {
       const envs = await processEnvironments(
