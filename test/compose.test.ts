@@ -443,6 +443,19 @@ describe('docker-compose.test.yml', () => {
     assert.ok(override.services.redis, 'Redis is published for npm test');
     assert.ok(override.services.nats, 'NATS is published for npm test');
   });
+
+  test('TEST_REDIS_PORT, TEST_POSTGRES_PORT and TEST_NATS_PORT move the published ports', () => {
+    const env = { TEST_REDIS_PORT: '16379', TEST_POSTGRES_PORT: '15432', TEST_NATS_PORT: '14222' };
+    const moved = loadCompose(join(root, 'docker-compose.test.yml'), { env }) as ComposeFile;
+    assert.deepEqual(
+      ['redis', 'db', 'nats'].map((name) => publishedPorts(moved.services[name] as ComposeService)),
+      [
+        [{ published: 16379, target: 6379 }],
+        [{ published: 15432, target: 5432 }],
+        [{ published: 14222, target: 4222 }],
+      ],
+    );
+  });
 });
 
 describe('infra/Dockerfile', () => {
