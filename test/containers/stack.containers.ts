@@ -5,11 +5,13 @@
 // and NATS with compose itself. `npm run test:containers` (scripts/docker-engine.sh first).
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { openAsBlob } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { freePort } from '../../bench/lib/ports.ts';
+import { writeBenchIdx } from '../../bench/scenarios/images.ts';
 import { drillPng } from '../../scripts/lib/png.ts';
 import { composer, inspect, leftovers, Phases, ROOT, removeImages, run, until, volumesOf } from './docker.ts';
 
@@ -75,20 +77,6 @@ async function hits(): Promise<string> {
   assert.equal(response.status, 200);
   assert.match(response.headers.get('content-type') ?? '', /^text\/plain/);
   return response.text();
-}
-
-/** An MNIST-style IDX pair of `count` 28x28 images with labels 0-9, different on every run. */
-function idxPair(count: number): { images: Buffer; labels: Buffer } {
-  const head = Buffer.alloc(16);
-  head.writeUInt32BE(0x803, 0);
-  head.writeUInt32BE(count, 4);
-  head.writeUInt32BE(28, 8);
-  head.writeUInt32BE(28, 12);
-  const labelHead = Buffer.alloc(8);
-  labelHead.writeUInt32BE(0x801, 0);
-  labelHead.writeUInt32BE(count, 4);
-  const labels = Buffer.from(Array.from({ length: count }, (_, i) => i % 10));
-  return { images: Buffer.concat([head, randomBytes(count * 28 * 28)]), labels: Buffer.concat([labelHead, labels]) };
 }
 
 /** Reads the SSE feed until `enough` says the events seen so far suffice. */
@@ -193,13 +181,13 @@ test("the README's first command runs the whole backend on a real Docker Engine"
 
   const count = 20;
   await phases.time(`a ${count}-image IDX import to completion, seen on the SSE feed`, async () => {
-    const { images, labels } = idxPair(count);
+    const { images, labels } = await writeBenchIdx(work, count);
     const form = new FormData();
     form.set('dataset', 'containers-idx');
     form.set('split', 'train');
     form.set('format', 'idx');
-    form.append('files', new Blob([images]), 'train-images-idx3-ubyte');
-    form.append('files', new Blob([labels]), 'train-labels-idx1-ubyte');
+    form.append('files', await openAsBlob(images), 'train-images-idx3-ubyte');
+    form.append('files', await openAsBlob(labels), 'train-labels-idx1-ubyte');
     const queued = await json<{ id: string }>('/images/imports', { method: 'POST', token, body: form });
     assert.equal(queued.status, 202, JSON.stringify(queued.body));
     const job = await until(

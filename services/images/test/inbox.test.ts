@@ -64,7 +64,7 @@ async function inboxDir(): Promise<string> {
   return dir.path;
 }
 
-function inbox(dir: string, options: Partial<InboxOptions> = {}, on: pg.Pool = pool) {
+function inbox(dir: string, options: Partial<InboxOptions> = {}, on: pg.Pool = pool, logger = log) {
   const registry = new Registry();
   const created = new Inbox(
     on,
@@ -81,9 +81,14 @@ function inbox(dir: string, options: Partial<InboxOptions> = {}, on: pg.Pool = p
       ...options,
     },
     registry,
-    log,
+    logger,
   );
   return { inbox: created, registry };
+}
+
+/** The images app with its inbox on `dir`, scanned every 100 ms, files taken at first sight. */
+function scanningApp(dir: string) {
+  return testApp(db.url, imagesDir.path, { INBOX_DIR: dir, INBOX_SCAN_INTERVAL: '100ms', INBOX_SETTLE: '0' });
 }
 
 async function put(dir: string, rel: string, bytes: Buffer | string): Promise<void> {
@@ -329,11 +334,7 @@ test('the service scans INBOX_DIR on its schedule and counts what it stored in /
   const dir = await inboxDir();
   await put(dir, 'scheduled/cat/a.png', await numberedPng(4001));
   await put(dir, 'scheduled/cat/b.txt', 'not an image');
-  const { app } = await testApp(db.url, imagesDir.path, {
-    INBOX_DIR: dir,
-    INBOX_SCAN_INTERVAL: '100ms',
-    INBOX_SETTLE: '0',
-  });
+  const { app } = await scanningApp(dir);
   try {
     const deadline = Date.now() + 15_000;
     const handled = async () => (await files(join(dir, '.done'))).length + (await files(join(dir, '.failed'))).length;
@@ -378,23 +379,7 @@ function capturingLog(lines: Array<{ level: number; msg: string; file?: string }
 test('a file the service cannot move out of its folder is logged once with the fix, counted and listed; the others go on', async () => {
   const dir = await inboxDir();
   const lines: Array<{ level: number; msg: string; file?: string }> = [];
-  const registry = new Registry();
-  const scanner = new Inbox(
-    pool,
-    store,
-    {
-      dir,
-      settleMs: 0,
-      claimTimeoutMs: 60_000,
-      maxFiles: 1,
-      concurrency: 1,
-      maxBytes: 1024 * 1024,
-      maxPixels: 4_000_000,
-      replicaId: `replica-${++inboxes}`,
-    },
-    registry,
-    capturingLog(lines),
-  );
+  const { inbox: scanner, registry } = inbox(dir, { maxFiles: 1, concurrency: 1 }, pool, capturingLog(lines));
   // "locked" sorts first and maxFiles is 1: the file after it is still taken in
   await put(dir, 'locked/cat/a.png', await numberedPng(5001));
   await put(dir, 'open/cat/b.png', await numberedPng(5002));
@@ -429,11 +414,7 @@ test('GET /images/inbox lists the files the service cannot claim, and says when 
   const dir = await inboxDir();
   await put(dir, 'listed/dog/a.png', await numberedPng(5003));
   const undo = await refuseMoves(join(dir, 'listed/dog'));
-  const { app } = await testApp(db.url, imagesDir.path, {
-    INBOX_DIR: dir,
-    INBOX_SCAN_INTERVAL: '100ms',
-    INBOX_SETTLE: '0',
-  });
+  const { app } = await scanningApp(dir);
   try {
     const deadline = Date.now() + 15_000;
     let body = (await app.inject('/images/inbox')).json();
