@@ -19,7 +19,7 @@ engine_major() { docker version --format '{{.Server.Version}}' 2>/dev/null | cut
 plugins_work() { docker compose version >/dev/null 2>&1 && docker buildx version >/dev/null 2>&1; }
 client_installed() { command -v docker >/dev/null && command -v dockerd >/dev/null && plugins_work; }
 
-# trixie as a source pinned at 100: only what is asked for with -t trixie comes from it. Only the
+# trixie as a source pinned at 100, so nothing comes from it unless asked for by name. Only the
 # first stanza (the main archive), with `Suites: trixie` alone: trixie-updates or -security lines
 # escape an n=trixie pin and would upgrade libc.
 add_trixie_source() {
@@ -36,7 +36,11 @@ install_engine() {
     add_trixie_source
     say "installing docker.io, docker-compose and docker-buildx from trixie"
     apt-get update -qq
-    apt-get install -y -qq -t trixie docker.io docker-compose docker-buildx >/dev/null
+    # package/trixie, not -t trixie: that one takes every dependency from trixie (libc6 2.41, perl,
+    # python3 and apt among them); this takes five packages (the three, docker-cli, containerd) and
+    # keeps bookworm's libc6 2.36 and runc 1.1.5 (on a fresh bookworm, Engine 26 with them ran a
+    # container with init, a read-only root and no capabilities, and compose --wait on a healthcheck)
+    apt-get install -y -qq docker.io/trixie docker-compose/trixie docker-buildx/trixie >/dev/null
   else
     say "installing docker.io, docker-compose and docker-buildx"
     apt-get update -qq
