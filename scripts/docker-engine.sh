@@ -12,6 +12,8 @@ export DEBIAN_FRONTEND=noninteractive
 IMAGES=(node:24-alpine postgres:17 redis:7-alpine nats:2-alpine)
 MIN_ENGINE=25
 started=$SECONDS
+# apt-get that waits (up to 5 min) for another apt or dpkg run on this machine to finish.
+apt_get() { apt-get -o DPkg::Lock::Timeout=300 "$@"; }
 say() { printf 'docker-engine: %s (%ss)\n' "$*" "$((SECONDS - started))"; }
 fail() { printf 'docker-engine: %s\n' "$*" >&2; exit 1; }
 
@@ -35,16 +37,16 @@ install_engine() {
   if grep -qs 'VERSION_CODENAME=bookworm' /etc/os-release; then
     add_trixie_source
     say "installing docker.io, docker-compose and docker-buildx from trixie"
-    apt-get update -qq
+    apt_get update -qq
     # package/trixie, not -t trixie: that one takes every dependency from trixie (libc6 2.41, perl,
     # python3 and apt among them); this takes five packages (the three, docker-cli, containerd) and
     # keeps bookworm's libc6 2.36 and runc 1.1.5 (on a fresh bookworm, Engine 26 with them ran a
     # container with init, a read-only root and no capabilities, and compose --wait on a healthcheck)
-    apt-get install -y -qq docker.io/trixie docker-compose/trixie docker-buildx/trixie >/dev/null
+    apt_get install -y -qq docker.io/trixie docker-compose/trixie docker-buildx/trixie >/dev/null
   else
     say "installing docker.io, docker-compose and docker-buildx"
-    apt-get update -qq
-    apt-get install -y -qq docker.io docker-compose docker-buildx >/dev/null
+    apt_get update -qq
+    apt_get install -y -qq docker.io docker-compose docker-buildx >/dev/null
   fi
 }
 
@@ -81,7 +83,7 @@ if ((${#missing[@]} > 0)); then
   if ! $pulled; then
     standins=../shared/standin-images/build.sh
     [[ -x $standins ]] || fail "no registry answers and $standins is missing to build stand-ins for ${missing[*]}"
-    command -v mmdebstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq mmdebstrap >/dev/null; }
+    command -v mmdebstrap >/dev/null || { apt_get update -qq && apt_get install -y -qq mmdebstrap >/dev/null; }
     say "no registry answers; building stand-ins with $standins"
     "$standins"
   fi
