@@ -298,6 +298,26 @@ test("the README's first command runs the whole backend on a real Docker Engine"
     assert.equal(await hits(), 'Hello World! I have been seen 4 times.\n');
   });
 
+  await phases.time('docker kill is a manual stop: not restarted until up', async () => {
+    const container = (await compose(['ps', '-q', 'counter'])).stdout.trim();
+    const restarts = await inspect(container, '{{.RestartCount}}');
+    await run('docker', ['kill', container]);
+    // the crash above was back within a second; give a restart five times that to show up
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+    assert.equal(await inspect(container, '{{.State.Running}} {{.RestartCount}}'), `false ${restarts}`);
+    await compose(['up', '-d', '--wait'], { timeoutMs: 180_000 });
+    // the gateway may still hold its circuit open for a moment; a refused GET / counts nothing
+    const body = await until(
+      'GET / through the gateway again',
+      async () => {
+        const response = await gateway('/');
+        return response.status === 200 ? response.text() : undefined;
+      },
+      60_000,
+    );
+    assert.equal(body, 'Hello World! I have been seen 5 times.\n');
+  });
+
   await phases.time('docker compose down -v leaves nothing', async () => {
     for (const volume of await volumesOf(project)) volumes.add(volume);
     assert.ok(volumes.size >= 7, `volumes: ${[...volumes].join(', ')}`);
