@@ -119,6 +119,20 @@ test("the README's first command runs the whole backend on a real Docker Engine"
   await phases.time('cold start (docker compose up --build -d --wait)', () =>
     compose(['up', '--build', '-d', '--wait'], { timeoutMs: 300_000 }),
   );
+  // how long each Node service took from its container's start to its first passing healthcheck,
+  // against the 60 s start_period the compose file allows
+  for (const service of ['gateway', 'counter', 'jokes', 'images', 'images-worker']) {
+    const container = (await compose(['ps', '-q', service])).stdout.trim();
+    const state = JSON.parse(await inspect(container, '{{json .State}}')) as {
+      StartedAt: string;
+      Health: { Log: Array<{ End: string; ExitCode: number }> };
+    };
+    const passed = state.Health.Log.filter((entry) => entry.ExitCode === 0).map((entry) => Date.parse(entry.End));
+    assert.ok(passed.length > 0, `${service} has no passing healthcheck`);
+    const seconds = (Math.min(...passed) - Date.parse(state.StartedAt)) / 1000;
+    assert.ok(seconds < 60, `${service} took ${seconds} s to pass its healthcheck`);
+    phases.note(`${service} healthy after its container started`, seconds);
+  }
 
   await phases.time('GET / counts 1 then 2; /readyz; /ui/ and its assets', async () => {
     assert.equal(await hits(), 'Hello World! I have been seen 1 times.\n');
