@@ -116,6 +116,22 @@ test("the README's first command runs the whole backend on a real Docker Engine"
   const { compose } = stack;
   process.stdout.write(`# project ${project}, gateway on ${base}\n`);
 
+  await phases.time("pgAdmin's registered server follows POSTGRES_USER in compose's own rendering", async () => {
+    const rendered = composer(project, { POSTGRES_USER: 'alice' });
+    const { stdout } = await rendered.compose(['--profile', 'tools', 'config', '--format', 'json']);
+    const file = JSON.parse(stdout) as {
+      configs: Record<string, { content: string }>;
+      services: Record<string, { configs?: Array<{ source: string }>; environment?: Record<string, string> }>;
+    };
+    const source = file.services.pgadmin?.configs?.[0]?.source ?? '';
+    const servers = JSON.parse(file.configs[source]?.content ?? '{}').Servers;
+    assert.deepEqual(
+      Object.values(servers).map((server) => (server as { Username: string }).Username),
+      [file.services.db?.environment?.POSTGRES_USER],
+    );
+    assert.equal(file.services.db?.environment?.POSTGRES_USER, 'alice');
+  });
+
   await phases.time('build the images (docker compose build)', () => compose(['build'], { timeoutMs: 420_000 }));
   await phases.time('cold start (docker compose up --build -d --wait)', () =>
     compose(['up', '--build', '-d', '--wait'], { timeoutMs: 300_000 }),
