@@ -10,6 +10,7 @@ import type { EventsOptions } from './events/settings.ts';
 import { FileCache } from './file-cache.ts';
 import { ImportRunner } from './imports/runner.ts';
 import { Inbox } from './inbox/inbox.ts';
+import { inboxRoutes } from './inbox/routes.ts';
 import { type InboxConfig, inboxSettings } from './inbox/settings.ts';
 import { importWatchdog, inboxPrune, inboxScan, Maintenance, volumeSweep } from './maintenance.ts';
 import { RefCache } from './ref-cache.ts';
@@ -116,6 +117,7 @@ export function buildApp(config: AppConfig, deps: ImagesDeps) {
   });
   const inboxed = inboxSettings(config);
   const inbox = inboxed && new Inbox(pool, store, inboxed.options, app.metrics, app.log.child({ task: 'inbox' }));
+  app.register(async (scope) => inboxRoutes(scope, inbox || undefined));
   // the watchdog also runs at start-up, so jobs cut off by a restart are marked at once
   const maintenance = new Maintenance(
     [
