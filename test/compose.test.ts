@@ -226,7 +226,7 @@ describe('docker-compose.yml', () => {
   test('images-worker runs the images image with the worker entry point and WorkerEnv', async () => {
     const worker = compose.services['images-worker'] as ComposeService;
     assert.deepEqual(worker.build, compose.services.images?.build);
-    assert.deepEqual(worker.command, ['node', 'src/worker.ts']);
+    assert.equal((worker.command as string[]).at(-1), 'src/worker.ts');
     const schema = await configSchema('images', 'src/worker.ts');
     assert.ok(schema.properties.WORKER_CONSUMER, 'services/images/src/worker-config.ts exports WorkerEnv');
     const env = environmentOf(worker);
@@ -234,16 +234,25 @@ describe('docker-compose.yml', () => {
     assert.equal(env.DATABASE_URL, environmentOf(compose.services.images as ComposeService).DATABASE_URL);
   });
 
-  test('the images service runs with the same V8 heap flags in compose, Kubernetes, npm start and the bench', () => {
+  test('the images service and its worker run with the same V8 heap flags in compose, Kubernetes, npm start and the bench', () => {
     const flags = (argv: string[]) => argv.filter((arg) => arg.startsWith('--'));
     const expected = IMAGES_NODE_OPTIONS.split(' ');
-    assert.deepEqual(flags(compose.services.images?.command as string[]), expected, 'docker-compose.yml');
-    const manifest = parseAllDocuments(readFileSync(join(root, 'infra', 'k8s', 'images.yaml'), 'utf8'))
-      .map((doc) => doc.toJS())
-      .find((object) => object?.kind === 'Deployment');
-    assert.deepEqual(flags(manifest.spec.template.spec.containers[0].command), expected, 'infra/k8s/images.yaml');
     const pkg = JSON.parse(readFileSync(join(root, 'services', 'images', 'package.json'), 'utf8'));
-    assert.deepEqual(flags(pkg.scripts.start.split(' ')), expected, 'services/images npm start');
+    for (const [service, manifestFile, script] of [
+      ['images', 'images.yaml', 'start'],
+      ['images-worker', 'images-worker.yaml', 'worker'],
+    ] as const) {
+      assert.deepEqual(
+        flags(compose.services[service]?.command as string[]),
+        expected,
+        `docker-compose.yml ${service}`,
+      );
+      const manifest = parseAllDocuments(readFileSync(join(root, 'infra', 'k8s', manifestFile), 'utf8'))
+        .map((doc) => doc.toJS())
+        .find((object) => object?.kind === 'Deployment');
+      assert.deepEqual(flags(manifest.spec.template.spec.containers[0].command), expected, `infra/k8s/${manifestFile}`);
+      assert.deepEqual(flags(pkg.scripts[script].split(' ')), expected, `services/images npm run ${script}`);
+    }
     // the old generation's cap leaves room under the container's memory limit for everything else
     const oldSpaceMiB = Number(/--max-old-space-size=(\d+)/.exec(IMAGES_NODE_OPTIONS)?.[1]);
     const [, amount, unit] = /^(\d+)([mg])$/.exec(String(compose.services.images?.mem_limit)) ?? [];
@@ -532,7 +541,13 @@ describe('scripts/lib/compose.ts', () => {
         ['jokes', 'services/jokes', 3002, false, 'src/main.ts'],
         ['images', 'services/images', 3003, false, '--max-semi-space-size=4 --max-old-space-size=256 src/main.ts'],
         ['gateway', 'services/gateway', 5000, false, 'src/main.ts'],
-        ['images-worker', 'services/images', 3004, false, 'src/worker.ts'],
+        [
+          'images-worker',
+          'services/images',
+          3004,
+          false,
+          '--max-semi-space-size=4 --max-old-space-size=256 src/worker.ts',
+        ],
       ],
     );
     const byName = Object.fromEntries(native.map((s) => [s.name, s]));
