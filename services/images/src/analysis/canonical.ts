@@ -2,7 +2,7 @@
 export interface Grey {
   width: number;
   height: number;
-  pixels: Float32Array;
+  pixels: Float32Array | Uint8Array;
 }
 
 /** The two square views of a picture that signatures compare (see Signature). */

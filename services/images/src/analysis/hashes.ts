@@ -2,14 +2,16 @@ import { type Grey, resample } from './canonical.ts';
 import { dhashOfPixels } from './dhash.ts';
 
 function asGrey(view: Uint8Array, side: number): Grey {
-  return { width: side, height: side, pixels: Float32Array.from(view) };
+  return { width: side, height: side, pixels: view };
 }
 
-/** 64 bits, first one highest, as an unsigned BigInt. */
+/** 64 bits, first one highest, as an unsigned BigInt (built from two 32-bit halves: one BigInt, not 64). */
 function pack(bits: boolean[]): bigint {
-  let hash = 0n;
-  for (const bit of bits) hash = (hash << 1n) | (bit ? 1n : 0n);
-  return hash;
+  let high = 0;
+  let low = 0;
+  for (let i = 0; i < 32; i++) high = (high * 2 + (bits[i] ? 1 : 0)) >>> 0;
+  for (let i = 32; i < 64; i++) low = (low * 2 + (bits[i] ? 1 : 0)) >>> 0;
+  return (BigInt(high) << 32n) | BigInt(low);
 }
 
 /** The 9x8 grid a difference hash compares: the picture shrunk by area averaging. */

@@ -62,23 +62,23 @@ export function unpackSignature(bytes: Uint8Array): Signature {
   };
 }
 
-/** Bits per key: a hash is cut into four bands of 16, each band taking every fourth bit. */
-const BAND_BITS = Array.from({ length: 4 }, (_, band) =>
-  Array.from({ length: 16 }, (_, i) => BigInt(63 - (i * 4 + band))),
-);
-
 /**
- * The candidate keys of a signature (image_keys): one per band of each hash, tagged with the hash
- * and band, so two images share a key when one band of one hash is the same in both.
+ * The candidate keys of a signature: one per band of each hash (band b takes every fourth bit from
+ * bit 63 - b down), tagged with the hash and band, so two images share a key when one band of one
+ * hash is the same in both. Each key is under 2^20.
  */
 export function signatureKeys(signature: Signature): bigint[] {
-  return signature.hashes.flatMap((hash, h) =>
-    BAND_BITS.map((bits, band) => {
-      let value = 0n;
-      for (const bit of bits) value = (value << 1n) | ((hash >> bit) & 1n);
-      return (BigInt(h * 4 + band) << 16n) | value;
-    }),
-  );
+  return signature.hashes.flatMap((hash, h) => {
+    // the hash as two 32-bit halves: bit 63 - n is bit 31 - n of the high half, for n < 32
+    const high = Number(BigInt.asUintN(64, hash) >> 32n);
+    const low = Number(BigInt.asUintN(32, hash));
+    const bitAt = (n: number) => (n < 32 ? (high >>> (31 - n)) & 1 : (low >>> (63 - n)) & 1);
+    return [0, 1, 2, 3].map((band) => {
+      let value = 0;
+      for (let i = 0; i < 16; i++) value = (value << 1) | bitAt(i * 4 + band);
+      return BigInt(((h * 4 + band) << 16) | value);
+    });
+  });
 }
 
 /** What the images-worker keeps of an image: its difference hash (the API's `hash`) and its signature. */
