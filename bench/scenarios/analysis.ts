@@ -6,7 +6,7 @@
 import { CandidateIndex, indexEntry } from '../../services/images/src/analysis/candidates.ts';
 import { dhash, hammingDistance } from '../../services/images/src/analysis/dhash.ts';
 import { type Signature, signatureOf } from '../../services/images/src/analysis/signature.ts';
-import { DEFAULT_THRESHOLD, PAIR_FLOOR, verificationScore } from '../../services/images/src/analysis/verify.ts';
+import { DEFAULT_THRESHOLD, finalistScores, PAIR_FLOOR } from '../../services/images/src/analysis/verify.ts';
 import { type Check, check, type Scenario, type ScenarioReport } from '../lib/scenario.ts';
 import { colourDigit, digitRaw, FAMILIES, loadDigits, png, type Raw, seeded, twin } from '../lib/twins.ts';
 import { measureScale } from './analysis-scale.ts';
@@ -102,14 +102,18 @@ export const analysisScenario: Scenario = {
         .map((p) => ({ p, entry: indexEntry(String(p.id), p.signature) }));
       for (const { entry } of batch) index.add(entry);
       for (const { p, entry } of batch) {
-        for (const finalist of index.finalists(entry)) {
-          const other = byId.get(finalist.id) as Picture;
-          verified++;
-          const value = verificationScore(p.signature, other.signature);
-          if (value < PAIR_FLOOR) continue;
+        const others = index.finalists(entry).map((finalist) => byId.get(finalist.id) as Picture);
+        verified += others.length;
+        const scores = finalistScores(
+          p.signature,
+          others.map((other) => other.signature),
+        );
+        others.forEach((other, i) => {
+          const value = scores[i] as number;
+          if (value < PAIR_FLOOR) return;
           const key = [p.id, other.id].sort((a, b) => a - b).join(':');
           found.set(key, Math.max(found.get(key) ?? 0, value));
-        }
+        });
       }
     }
     const pairMs = (performance.now() - pairStarted) / everyone.length;

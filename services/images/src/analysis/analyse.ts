@@ -5,7 +5,7 @@ import type { Store } from '../storage/store.ts';
 import { type Finalist, type IndexEntry, indexEntry } from './candidates.ts';
 import { DatasetIndexes } from './indexes.ts';
 import { type Analysis, analyseBytes, hashDistance, packSignature, unpackSignature } from './signature.ts';
-import { PAIR_FLOOR, verificationScore } from './verify.ts';
+import { finalistScores, PAIR_FLOOR } from './verify.ts';
 
 /**
  * What became of one event: its effect applied, recorded as undecodable, already applied before
@@ -144,19 +144,21 @@ export class Analyser {
     const stored = await this.#db.signatures(wanted);
     const others = new Map([...stored].map(([id, bytes]) => [id, unpackSignature(bytes)]));
     for (const item of signed) {
-      const record = records.find((r) => r.imageId === item.event.imageId && r.outcome?.status === 'done');
-      if (record?.outcome?.status !== 'done') continue;
-      for (const finalist of finalists.get(item.event.imageId) ?? []) {
+      const outcome = records.find((r) => r.imageId === item.event.imageId)?.outcome;
+      if (outcome?.status !== 'done') continue;
+      const present = (finalists.get(item.event.imageId) ?? []).flatMap((finalist) => {
         const other = others.get(finalist.id);
-        if (!other) continue;
-        const score = verificationScore(item.analysis.signature, other);
-        if (score < PAIR_FLOOR) continue;
-        record.outcome.pairs.push({
-          otherId: finalist.id,
-          score,
-          distance: hashDistance(item.analysis.signature, other),
-        });
-      }
+        return other ? [{ id: finalist.id, other }] : [];
+      });
+      const scores = finalistScores(
+        item.analysis.signature,
+        present.map((p) => p.other),
+      );
+      present.forEach(({ id, other }, i) => {
+        const score = scores[i] as number;
+        if (score < PAIR_FLOOR) return;
+        outcome.pairs.push({ otherId: id, score, distance: hashDistance(item.analysis.signature, other) });
+      });
     }
   }
 

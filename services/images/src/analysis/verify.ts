@@ -409,14 +409,47 @@ function searchTransforms(a: Uint8Array, b: Uint8Array, side: number): number {
  * exact only below the threshold; at or above it, it says the pair is in.
  */
 export function verificationScore(a: Signature, b: Signature, threshold = DEFAULT_THRESHOLD): number {
+  const shifted = shiftedScore(a, b);
+  return searchWorthy(shifted, threshold) ? aligned(a, b, shifted) : Math.max(0, shifted.score);
+}
+
+/** The better of two images' views' detail correlations over small shifts, and which view it was. */
+interface Shifted {
+  score: number;
+  view: 'content' | 'frame';
+}
+
+function shiftedScore(a: Signature, b: Signature): Shifted {
   const content = shiftedCorrelation(a.content, b.content, 0);
   const frame = shiftedCorrelation(a.frame, b.frame, MARGIN);
-  const shifted = Math.max(content, frame);
-  if (shifted >= threshold || shifted < SEARCH_FROM) return Math.max(0, shifted);
-  // the view that lines up better by shifting is the one a rotation or scale may line up fully
-  const searched =
-    content >= frame ? searchTransforms(a.content, b.content, SIDE) : searchTransforms(a.frame, b.frame, SIDE);
-  return Math.max(0, shifted, searched);
+  return content >= frame ? { score: content, view: 'content' } : { score: frame, view: 'frame' };
+}
+
+/** Whether aligning could bring a pair from its shifted score to the threshold. */
+function searchWorthy(shifted: Shifted, threshold: number): boolean {
+  return shifted.score < threshold && shifted.score >= SEARCH_FROM;
+}
+
+/** The score with the view that lines up better by shifting also aligned by an affine map. */
+function aligned(a: Signature, b: Signature, shifted: Shifted): number {
+  const searched = searchTransforms(a[shifted.view], b[shifted.view], SIDE);
+  return Math.max(0, shifted.score, searched);
+}
+
+/**
+ * The scores of an image against its finalists, as the images-worker keeps them: each by shifting
+ * alone, and only the one that shifts best, when close, aligned as well. An image has seldom more
+ * than one copy among its finalists, and aligning a look-alike costs ten times the shifts.
+ */
+export function finalistScores(probe: Signature, finalists: Signature[], threshold = DEFAULT_THRESHOLD): number[] {
+  const shifted = finalists.map((finalist) => shiftedScore(probe, finalist));
+  const scores = shifted.map((s) => Math.max(0, s.score));
+  let best = -1;
+  shifted.forEach((s, i) => {
+    if (searchWorthy(s, threshold) && (best < 0 || s.score > (shifted[best] as Shifted).score)) best = i;
+  });
+  if (best >= 0) scores[best] = aligned(probe, finalists[best] as Signature, shifted[best] as Shifted);
+  return scores;
 }
 
 const details = new WeakMap<Uint8Array, Float32Array>();
