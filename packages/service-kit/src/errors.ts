@@ -96,7 +96,7 @@ export function errorHandler(this: FastifyInstance, error: FastifyError, request
   if (statusCode >= 500) {
     const deliberate = (error as { expose?: boolean }).expose === true;
     request.log[deliberate ? 'warn' : 'error']({ err: error }, 'request failed');
-    if (statusCode === 503) reply.header('retry-after', '1');
+    if (statusCode === 503 && !reply.hasHeader('retry-after')) reply.header('retry-after', '1');
     return reply.code(statusCode).send({
       statusCode,
       code: deliberate ? error.code : 'INTERNAL_ERROR',

@@ -5,6 +5,7 @@ import { tokenCheck } from './auth.ts';
 import { CircuitBreaker as Breaker, type CircuitBreaker } from './breaker.ts';
 import { type GatewayConfig, type Upstream, upstreams } from './config.ts';
 import { allowOrigins, parseOrigins } from './cors.ts';
+import { StreamSlots } from './event-streams.ts';
 import {
   bodyLimits,
   checkTimeouts,
@@ -104,9 +105,11 @@ export function buildApp(config: GatewayConfig, deps: GatewayDeps = {}) {
       include: (url) => GATEWAY_ROUTES.has(url),
     },
   });
+  const streams = new StreamSlots(config.EVENT_STREAMS_MAX, config.EVENT_STREAMS_PER_CLIENT);
   const metrics = gatewayMetrics(
     app.metrics,
     list.filter((u) => u.url).map((u) => u.name),
+    () => streams.open,
   );
   const headers = config.SECURITY_HEADERS_ENABLED ? securityHeaders(app) : undefined;
   if (headers) headersForRawAnswers = headers.read;
@@ -154,6 +157,7 @@ export function buildApp(config: GatewayConfig, deps: GatewayDeps = {}) {
     },
     breakerFor: circuitBreakers(app, config, metrics),
     bodyLimit: bodyLimits(config),
+    streams,
   });
   uiRoutes(app, config.UI_DIR);
 

@@ -5,6 +5,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Pool } from 'undici';
 import type { CircuitBreaker } from './breaker.ts';
 import type { GatewayConfig, Upstream } from './config.ts';
+import { RETRY_AFTER_S, type StreamSlots } from './event-streams.ts';
 import { type BodyLimit, bodyTooLarge, capped } from './limits.ts';
 
 /** Headers that describe one connection, not the message; never forwarded (RFC 9110 section 7.6.1). */
@@ -84,17 +85,24 @@ function copyResponseHeaders(reply: FastifyReply, headers: IncomingHttpHeaders) 
 export interface ForwarderOptions {
   breaker?: CircuitBreaker;
   bodyLimit: (upstream: Upstream, request: FastifyRequest) => BodyLimit;
+  /**
+   * Set for an event-stream route: the forwarder gets its own pool of EVENT_STREAMS_MAX connections
+   * (so streams never hold the ones ordinary requests use), each stream takes one of these places
+   * first, and neither the client's idle timeout nor the upstream's body timeout applies.
+   */
+  streams?: StreamSlots;
 }
 
 /** A forwarder for one upstream: its own keep-alive pool and the route handler that uses it. */
 export function createForwarder(upstream: Upstream, config: GatewayConfig, options: ForwarderOptions) {
+  const slots = options.streams;
   const pool = new Pool(upstream.url, {
-    connections: config.UPSTREAM_CONNECTIONS,
-    pipelining: config.UPSTREAM_PIPELINING,
-    keepAliveTimeout: 60_000,
+    connections: slots ? config.EVENT_STREAMS_MAX : config.UPSTREAM_CONNECTIONS,
+    pipelining: slots ? 1 : config.UPSTREAM_PIPELINING,
+    keepAliveTimeout: slots ? 4_000 : 60_000,
     connect: { timeout: config.UPSTREAM_CONNECT_TIMEOUT_MS },
     headersTimeout: config.UPSTREAM_TIMEOUT_MS,
-    bodyTimeout: config.UPSTREAM_TIMEOUT_MS,
+    bodyTimeout: slots ? 0 : config.UPSTREAM_TIMEOUT_MS,
   });
 
   const timeoutMs = config.UPSTREAM_TIMEOUT_MS;
@@ -145,10 +153,17 @@ export function createForwarder(upstream: Upstream, config: GatewayConfig, optio
       body = Readable.from(capped(raw, bodyLimit(upstream, request)), { objectMode: false });
     }
     if (breaker && !breaker.allow()) return circuitOpen(reply);
+    if (slots) {
+      const release = slots.acquire(request.ip);
+      if (typeof release !== 'function') {
+        reply.header('retry-after', String(RETRY_AFTER_S));
+        return Promise.reject(release);
+      }
+      reply.raw.once('close', release);
+      // an event stream stays open for as long as the client listens
+      raw.socket.setTimeout(0);
+    }
     const retryable = retry && body === null && (method === 'GET' || method === 'HEAD');
-    // an event stream stays open for as long as the client listens
-    const eventStream = raw.headers.accept?.includes('text/event-stream') === true;
-    if (eventStream) raw.socket.setTimeout(0);
     const headers = requestHeaders(request);
     return new Promise((resolve, reject) => {
       const send = (attempt: number) => {
@@ -161,7 +176,6 @@ export function createForwarder(upstream: Upstream, config: GatewayConfig, optio
             method: method as 'GET',
             headers,
             body,
-            bodyTimeout: eventStream ? 0 : timeoutMs,
           },
           {
             onRequestStart() {},

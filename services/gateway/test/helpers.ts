@@ -76,6 +76,19 @@ export function echoUpstream(): FastifyInstance {
       eventStreamsClosed += 1;
     });
   });
+  // an event stream that sends its headers and a first event, then only what it is given
+  app.get('/images/events', (request, reply) => {
+    reply.raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    reply.raw.write(': open\n\n');
+    request.raw.on('close', () => {
+      eventStreamsClosed += 1;
+    });
+  });
+  // headers at once, then a body that never comes: an ordinary answer that stalls
+  app.get('/images/stalls', (_request, reply) => {
+    reply.raw.writeHead(200, { 'content-type': 'text/event-stream' });
+    reply.raw.write(': first\n\n');
+  });
   app.get('/counter/varies', async (_request, reply) => {
     reply.header('vary', 'Accept-Encoding');
     return { varies: true };
