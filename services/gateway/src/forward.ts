@@ -21,6 +21,12 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
+/**
+ * Request headers that are also left out: Expect asks the next hop for a 100 Continue, which Node's
+ * server has already sent the client; the upstream gets the body at once (undici refuses Expect).
+ */
+const REQUEST_ONLY = new Set([...HOP_BY_HOP, 'expect']);
+
 /** Answers up to this size are read whole and written in one go; larger ones stream through. */
 const BUFFER_LIMIT = 256 * 1024;
 
@@ -60,7 +66,7 @@ function requestHeaders(request: FastifyRequest): IncomingHttpHeaders {
   const out: IncomingHttpHeaders = {};
   const given = request.headers;
   for (const name in given) {
-    if (!HOP_BY_HOP.has(name)) out[name] = given[name];
+    if (!REQUEST_ONLY.has(name)) out[name] = given[name];
   }
   const peer = request.socket.remoteAddress ?? '';
   const chain = request.ip !== peer ? given['x-forwarded-for'] : undefined;
