@@ -33,10 +33,38 @@ interface ValidationIssue {
   parentSchema?: { description?: string };
 }
 
-/** Strings in quotes, anything else as JSON, so "2" and 2 read differently in a message. */
+/** How much of a value a message quotes. */
+const QUOTE_CHARS = 80;
+
+/**
+ * Strings in quotes, anything else as JSON, so "2" and 2 read differently in a message; at most
+ * about QUOTE_CHARS characters and a few levels deep, so a huge or deeply nested value costs
+ * little and is not echoed whole.
+ */
 function quote(value: unknown): string {
-  if (typeof value !== 'string') return JSON.stringify(value);
-  return `"${value.length > 80 ? `${value.slice(0, 77)}...` : value}"`;
+  if (typeof value === 'string') return `"${value.length > QUOTE_CHARS ? `${value.slice(0, 77)}...` : value}"`;
+  const text = brief(value, 0);
+  return text.length > QUOTE_CHARS ? `${text.slice(0, 77)}...` : text;
+}
+
+/** A JSON-like preview of a parsed JSON value that stops once it is long or deep enough. */
+function brief(value: unknown, depth: number): string {
+  if (typeof value === 'string')
+    return JSON.stringify(value.length > QUOTE_CHARS ? value.slice(0, QUOTE_CHARS) : value);
+  if (value === null || typeof value !== 'object') return String(JSON.stringify(value));
+  const array = Array.isArray(value);
+  const [open, close] = array ? ['[', ']'] : ['{', '}'];
+  if (depth >= 4) return `${open}...${close}`;
+  const keys = array ? [] : Object.keys(value);
+  const count = array ? value.length : keys.length;
+  let text = open;
+  for (let i = 0; i < count; i += 1) {
+    if (text.length > QUOTE_CHARS) return `${text}...`;
+    const item = array ? value[i] : (value as Record<string, unknown>)[keys[i] as string];
+    const key = array ? '' : `${JSON.stringify(keys[i])}:`;
+    text += `${i > 0 ? ',' : ''}${key}${brief(item, depth + 1)}`;
+  }
+  return text + close;
 }
 
 const WHERE: Record<string, string> = {
