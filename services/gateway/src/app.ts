@@ -149,6 +149,13 @@ export function buildApp(config: GatewayConfig, deps: GatewayDeps = {}) {
       return refused;
     });
   }
+  const [limit] = checks;
+  if (limit) {
+    // /readyz asks every upstream, so it counts against the client's budget like a forwarded request
+    app.addHook('onRequest', function limitReadiness(request, reply, done) {
+      done(request.routeOptions.url === '/readyz' ? limit(request, reply) : undefined);
+    });
+  }
   if (checker) checks.push(tokenCheck(checker));
   const guard = guardHook(checks);
   proxyRoutes(app, list, config, {
