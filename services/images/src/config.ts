@@ -35,6 +35,8 @@ export const ImagesEnv = Type.Object({
   EVENTS_MAX_BYTES: Type.Integer({ minimum: -1, maximum: 2 ** 50, default: 1024 * MiB }),
   EVENTS_REPLICAS: Type.Integer({ minimum: 1, maximum: 5, default: 1 }),
   EVENTS_HEARTBEAT_MS: Type.Integer({ minimum: 1000, maximum: 300_000, default: 15_000 }),
+  // what one open feed may send per second (a replay from ?since=0 is paced to it); 0: no limit
+  EVENTS_FEED_BYTES_PER_S: Type.Integer({ minimum: 0, maximum: 2 ** 40, default: 512 * 1024 }),
   OUTBOX_BATCH: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }),
   OUTBOX_POLL_MS: Type.Integer({ minimum: 10, maximum: 60_000, default: 250 }),
   OUTBOX_PUBLISH_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 8000, default: 5000 }),

@@ -9,6 +9,8 @@ export interface EventsOptions {
   relay: RelaySettings;
   /** How often an open feed sends a comment line so proxies keep it open. */
   heartbeatMs: number;
+  /** Bytes one open feed may send per second, a second's worth at once; 0 for no limit. */
+  feedBytesPerSecond?: number;
   /** false: connect and serve the feed, but leave publishing to other processes (tests). */
   relayEnabled?: boolean;
   hooks?: RelayHooks;
@@ -34,5 +36,6 @@ export function eventsOptions(config: ImagesConfig): EventsOptions {
       pruneEveryMs: config.OUTBOX_PRUNE_INTERVAL_MS,
     },
     heartbeatMs: config.EVENTS_HEARTBEAT_MS,
+    feedBytesPerSecond: config.EVENTS_FEED_BYTES_PER_S,
   };
 }
