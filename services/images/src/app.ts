@@ -42,6 +42,7 @@ export type AppConfig = Pick<
   | 'SWEEP_INTERVAL_MS'
   | 'SWEEP_GRACE_MS'
   | 'IMPORT_STALE_MS'
+  | 'IMPORT_MAX_ATTEMPTS'
   | 'IMPORT_BATCH'
   | 'IMPORT_CONCURRENCY'
   | 'FILE_REF_TTL_MS'
@@ -94,6 +95,7 @@ export function buildApp(config: AppConfig, deps: ImagesDeps) {
       maxPixels: config.MAX_PIXELS,
       maxImageBytes: config.MAX_UPLOAD_BYTES,
       staleMs: config.IMPORT_STALE_MS,
+      maxAttempts: config.IMPORT_MAX_ATTEMPTS,
     },
     app.log,
   );

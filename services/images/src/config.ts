@@ -17,6 +17,8 @@ export const ImagesEnv = Type.Object({
   SWEEP_INTERVAL_MS: Type.Integer({ minimum: 0, maximum: 7 * 24 * 3600_000, default: 3600_000 }),
   SWEEP_GRACE_MS: Type.Integer({ minimum: 0, maximum: 30 * 24 * 3600_000, default: 3600_000 }),
   IMPORT_STALE_MS: Type.Integer({ minimum: 1000, maximum: 3600_000, default: 15_000 }),
+  // an interrupted import is resumed by itself until it has run this many times; then it waits for a retry
+  IMPORT_MAX_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 100, default: 3 }),
   IMPORT_BATCH: Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }),
   IMPORT_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 256, default: 64 }),
   FILE_REF_TTL_MS: Type.Integer({ minimum: 0, maximum: 3600_000, default: 10_000 }),

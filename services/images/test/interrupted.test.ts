@@ -58,7 +58,7 @@ async function count(): Promise<number> {
   return row?.n ?? 0;
 }
 
-test('a job cut off by a crash is marked interrupted at start-up, and retrying it finishes without doubles', async () => {
+test('a job cut off by a crash resumes by itself when the service starts again, without doubles', async () => {
   const idx = await writeIdx(work.path, { count: COUNT, seed: 5 });
   service = await startService(env);
   const form = new FormData();
@@ -75,16 +75,9 @@ test('a job cut off by a crash is marked interrupted at start-up, and retrying i
   const committed = await count();
   assert.ok(committed > 0 && committed < COUNT, `${committed} rows committed before the crash`);
 
-  // a new process after the heartbeat went stale: start-up marks the job
+  // a new process after the heartbeat went stale: start-up marks the job interrupted and queues it again
   await sleep(1200);
   service = await startService(env);
-  const marked = await until(service.url, id, (j) => j.status !== 'running', 5000);
-  assert.equal(marked.status, 'interrupted');
-  assert.match(marked.message as string, /retry it to finish/);
-  assert.equal(marked.processed, committed, 'the counters match the committed rows exactly');
-
-  const retried = await fetch(`${service.url}/images/imports/${id}/retry`, { method: 'POST' });
-  assert.equal(retried.status, 202);
   const done = await until(service.url, id, (j) => j.status === 'completed');
   assert.deepEqual(
     { processed: done.processed, imported: done.imported, duplicates: done.duplicates, failed: done.failed },
@@ -104,9 +97,12 @@ test('a job cut off by a crash is marked interrupted at start-up, and retrying i
   assert.equal(await contentFiles(dir.path), distinct?.n, 'one file per distinct content, no orphans');
 });
 
-test('SIGTERM during an import marks the job interrupted on the way out; retrying finishes it', async () => {
+test('SIGTERM during an import marks the job interrupted; past IMPORT_MAX_ATTEMPTS it waits for a retry', async () => {
   const idx = await writeIdx(work.path, { count: COUNT, seed: 6, prefix: 'term' });
-  service = service ?? (await startService(env));
+  await service?.stop('SIGTERM');
+  // one attempt only: the job is not resumed by itself, a retry finishes it
+  const once = { ...env, IMPORT_MAX_ATTEMPTS: '1' };
+  service = await startService(once);
   const form = new FormData();
   form.set('dataset', 'term');
   form.append('files', await openAsBlob(idx.images), 'term-images-idx3-ubyte');
@@ -116,9 +112,11 @@ test('SIGTERM during an import marks the job interrupted on the way out; retryin
   };
   await until(service.url, id, (j) => (j.processed as number) >= 1000);
   assert.equal(await service.stop('SIGTERM'), 0);
-  service = await startService(env);
+  service = await startService(once);
+  await sleep(600);
   const stopped = await job(service.url, id);
   assert.equal(stopped.status, 'interrupted');
+  assert.match(stopped.message as string, /retry it to finish/);
   await fetch(`${service.url}/images/imports/${id}/retry`, { method: 'POST' });
   const done = await until(service.url, id, (j) => j.status === 'completed');
   assert.equal(done.imported, COUNT);

@@ -212,6 +212,19 @@ export function jobStore(pool: pg.Pool) {
       return rows.map((row) => row.id);
     },
 
+    /**
+     * Queues again every interrupted job that has run fewer than maxAttempts times, so an import
+     * cut off by a crash or a restart finishes by itself. Returns their ids.
+     */
+    async resumeInterrupted(maxAttempts: number): Promise<string[]> {
+      const { rows } = await query<{ id: string }>(
+        `UPDATE import_jobs SET status = 'queued', owner = NULL, message = NULL, finished_at = NULL
+         WHERE status = 'interrupted' AND attempts < $1 RETURNING id`,
+        [maxAttempts],
+      );
+      return rows.map((row) => row.id);
+    },
+
     /** Queues an interrupted job again; undefined when it is not interrupted (or does not exist). */
     async requeue(id: string): Promise<JobRow | undefined> {
       const { rows } = await query<JobRow>(

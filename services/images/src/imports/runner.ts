@@ -14,6 +14,8 @@ import { type RunSettings, runImport } from './run.ts';
 export interface RunnerSettings extends RunSettings {
   /** A running job whose heartbeat is older than this is taken for dead. */
   staleMs: number;
+  /** Runs an interrupted job gets before it waits for a manual retry (a job that keeps killing its process). */
+  maxAttempts: number;
 }
 
 /** Why the current run was stopped. */
@@ -67,6 +69,13 @@ export class ImportRunner {
   async markStale(): Promise<string[]> {
     const ids = await this.jobs.markStale(this.#settings.staleMs, this.owner);
     for (const id of ids) this.#log.warn({ job: id }, 'import job interrupted: the process running it went away');
+    return ids;
+  }
+
+  /** Queues interrupted jobs again that have attempts left; returns their ids. */
+  async resumeInterrupted(): Promise<string[]> {
+    const ids = await this.jobs.resumeInterrupted(this.#settings.maxAttempts);
+    for (const id of ids) this.#log.info({ job: id }, 'import job resumes after an interruption');
     return ids;
   }
 

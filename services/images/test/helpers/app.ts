@@ -27,6 +27,7 @@ export function testConfig(settings: Partial<AppConfig> = {}): AppConfig {
     SWEEP_INTERVAL_MS: 0,
     SWEEP_GRACE_MS: 0,
     IMPORT_STALE_MS: 60_000,
+    IMPORT_MAX_ATTEMPTS: 3,
     IMPORT_BATCH: 100,
     IMPORT_CONCURRENCY: 8,
     FILE_REF_TTL_MS: 10_000,
