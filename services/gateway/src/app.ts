@@ -23,7 +23,7 @@ import { proxyRoutes } from './routes/proxy.ts';
 import { uiRoutes } from './routes/ui.ts';
 import { securityHeaders } from './security-headers.ts';
 import { TokenChecker } from './tokens.ts';
-import { parseTrustedProxies } from './trusted-proxies.ts';
+import { broadEntries, parseTrustedProxies } from './trusted-proxies.ts';
 
 /** What the gateway is given rather than builds: secrets and shared clients, closed with the app. */
 export interface GatewayDeps {
@@ -111,6 +111,13 @@ export function buildApp(config: GatewayConfig, deps: GatewayDeps = {}) {
     list.filter((u) => u.url).map((u) => u.name),
     () => streams.open,
   );
+  const broad = broadEntries(trustProxy);
+  if (broad.length > 0) {
+    app.log.warn(
+      { trustedProxies: broad },
+      `TRUSTED_PROXIES trusts the ranges "${broad.join('", "')}": any host in them can set X-Forwarded-For and so pick the address it is rate-limited and logged as; list only your proxies' own addresses`,
+    );
+  }
   const headers = config.SECURITY_HEADERS_ENABLED ? securityHeaders(app) : undefined;
   if (headers) headersForRawAnswers = headers.read;
   app.addHook('onRequest', function firstChecks(request, reply, done) {
