@@ -77,6 +77,8 @@ export interface Upstream {
   routes: string[];
   /** Paths whose GET is a long-lived event stream: own connections, caps, no idle timeouts. */
   streams: string[];
+  /** Paths whose answers may take long by their nature (made on request); a timeout there is no sign of a sick upstream. */
+  slow?: RegExp;
   /** The variable that sets url, for messages. */
   env: string;
 }
@@ -98,6 +100,7 @@ export function upstreams(config: GatewayConfig): Upstream[] {
       url: trim(config.IMAGES_URL),
       routes: ['/images', '/images/*'],
       streams: ['/images/events'],
+      slow: /^\/images\/(?:thumbnails|[^/?]+\/thumbnail)(?:[/?]|$)/,
       env: 'IMAGES_URL',
     },
   ];

@@ -120,10 +120,20 @@ export function createForwarder(upstream: Upstream, config: GatewayConfig, optio
     return upstreamFailure(upstream, err, timeoutMs);
   };
 
-  /** Tells the breaker how a call that got no answer ended. */
-  const noAnswer = (err: Error & { code?: string }) => {
+  /**
+   * Tells the breaker how a call that got no answer ended. A timeout of a request that carries a
+   * body (an upload, an import) or of a path that is slow by its nature (a thumbnail made on
+   * request) says something about the request, not the upstream: it counts neither way.
+   */
+  const noAnswer = (request: FastifyRequest, err: Error & { code?: string }) => {
     if (!breaker) return;
-    if (BREAKS_CIRCUIT.has(err.code ?? '')) breaker.failure();
+    const code = err.code ?? '';
+    const costly =
+      TIMED_OUT.has(code) &&
+      ((request.headers['content-length'] ?? '0') !== '0' ||
+        request.headers['transfer-encoding'] !== undefined ||
+        upstream.slow?.test(request.url) === true);
+    if (BREAKS_CIRCUIT.has(code) && !costly) breaker.failure();
     else breaker.neutral();
   };
 
@@ -224,7 +234,7 @@ export function createForwarder(upstream: Upstream, config: GatewayConfig, optio
                 send(1);
                 return;
               } else {
-                noAnswer(err);
+                noAnswer(request, err);
               }
               if (err instanceof HttpError) {
                 // the body went over its limit while it streamed

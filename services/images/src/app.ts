@@ -5,6 +5,7 @@ import type pg from 'pg';
 import type { ImagesConfig } from './config.ts';
 import { similarityReader } from './db/analysis.ts';
 import { imageReader } from './db/images.ts';
+import { decoding } from './decoding.ts';
 import { type Events, natsReadiness, registerEvents } from './events/index.ts';
 import type { EventsOptions } from './events/settings.ts';
 import { FileCache } from './file-cache.ts';
@@ -43,6 +44,11 @@ export type AppConfig = Pick<
   | 'SWEEP_GRACE_MS'
   | 'IMPORT_STALE_MS'
   | 'IMPORT_MAX_ATTEMPTS'
+  | 'MAX_DECODED_BYTES'
+  | 'DECODE_CONCURRENCY'
+  | 'DECODE_WAIT_MS'
+  | 'DECODE_TIMEOUT_MS'
+  | 'THUMBNAIL_ON_DEMAND_PIXELS'
   | 'IMPORT_BATCH'
   | 'IMPORT_CONCURRENCY'
   | 'FILE_REF_TTL_MS'
@@ -84,7 +90,13 @@ export function buildApp(config: AppConfig, deps: ImagesDeps) {
   streamImageBodies(app);
   app.register(fastifyMultipart);
   const images = imageReader(pool);
-  const thumbnails = new Thumbnails(store, config.MAX_PIXELS);
+  decoding.configure({
+    maxDecodedBytes: config.MAX_DECODED_BYTES,
+    concurrency: config.DECODE_CONCURRENCY,
+    waitMs: config.DECODE_WAIT_MS,
+    timeoutMs: config.DECODE_TIMEOUT_MS,
+  });
+  const thumbnails = new Thumbnails(store, config.MAX_PIXELS, { onDemandPixels: config.THUMBNAIL_ON_DEMAND_PIXELS });
   const refs = new RefCache(config.FILE_REF_TTL_MS);
   const runner = new ImportRunner(
     pool,

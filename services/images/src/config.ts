@@ -14,6 +14,13 @@ export const ImagesEnv = Type.Object({
   MAX_UPLOAD_BYTES: Type.Integer({ minimum: 1024, maximum: 4096 * MiB, default: 50 * MiB }),
   MAX_IMPORT_BYTES: Type.Integer({ minimum: 1024, maximum: 1024 * 1024 * MiB, default: 2048 * MiB }),
   MAX_PIXELS: Type.Integer({ minimum: 1, maximum: 1_000_000_000, default: 50_000_000 }),
+  // decode cost: the memory one image's pixels may take, decodes at once, a request's wait and a decode's time
+  MAX_DECODED_BYTES: Type.Integer({ minimum: 1024, maximum: 2 ** 40, default: 200_000_000 }),
+  DECODE_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 256, default: 2 }),
+  DECODE_WAIT_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: 5000 }),
+  DECODE_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 15_000 }),
+  // thumbnails of larger images are made by the images-worker only, never on request
+  THUMBNAIL_ON_DEMAND_PIXELS: Type.Integer({ minimum: 1, maximum: 1_000_000_000, default: 16_000_000 }),
   SWEEP_INTERVAL_MS: Type.Integer({ minimum: 0, maximum: 7 * 24 * 3600_000, default: 3600_000 }),
   SWEEP_GRACE_MS: Type.Integer({ minimum: 0, maximum: 30 * 24 * 3600_000, default: 3600_000 }),
   IMPORT_STALE_MS: Type.Integer({ minimum: 1000, maximum: 3600_000, default: 15_000 }),
