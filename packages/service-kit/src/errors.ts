@@ -109,6 +109,15 @@ function errorName(statusCode: number): string {
   return STATUS_CODES[statusCode] ?? 'Error';
 }
 
+/** True when the error, or one it was caused by, is a file system out of space (or over its quota). */
+export function isNoSpace(err: unknown): boolean {
+  for (let e = err as { code?: string; cause?: unknown } | undefined, depth = 0; e && depth < 5; depth += 1) {
+    if (e.code === 'ENOSPC' || e.code === 'EDQUOT') return true;
+    e = e.cause as typeof e;
+  }
+  return false;
+}
+
 /**
  * The shared error handler: 4xx keep their message (validation errors rewritten to name the field),
  * 5xx are logged in full and answered without internals unless they were raised on purpose.
@@ -120,6 +129,15 @@ export function errorHandler(this: FastifyInstance, error: FastifyError, request
     const first = error.validation[0] as ValidationIssue | undefined;
     const message = first ? describeValidation(context, first) : error.message;
     return reply.code(400).send({ statusCode: 400, code: 'VALIDATION_ERROR', error: 'Bad Request', message });
+  }
+  if (isNoSpace(error)) {
+    request.log.error({ err: error }, 'no space left on the storage; free some or add more');
+    return reply.code(507).send({
+      statusCode: 507,
+      code: 'INSUFFICIENT_STORAGE',
+      error: errorName(507),
+      message: 'The service has no space left on its storage to keep this; retry once space has been freed',
+    });
   }
   if (statusCode >= 500) {
     const deliberate = (error as { expose?: boolean }).expose === true;

@@ -7,6 +7,7 @@ export {
   errorHandler,
   HttpError,
   httpError,
+  isNoSpace,
   notFoundHandler,
 } from './errors.ts';
 export { advisory, type CheckResult, type ReadinessCheck, registerHealth, runCheck, runChecks } from './health.ts';

@@ -1,5 +1,5 @@
 import { access, constants } from 'node:fs/promises';
-import { createService, postgresReadiness, underPrefix } from '@berth/service-kit';
+import { advisory, createService, postgresReadiness, underPrefix } from '@berth/service-kit';
 import fastifyMultipart from '@fastify/multipart';
 import type pg from 'pg';
 import type { ImagesConfig } from './config.ts';
@@ -22,6 +22,7 @@ import { leakRoutes } from './routes/leaks.ts';
 import { similarRoutes } from './routes/similar.ts';
 import { thumbnailRoutes } from './routes/thumbnails.ts';
 import { uploadRoutes } from './routes/upload.ts';
+import { volumeSpace } from './storage/free-space.ts';
 import type { Store } from './storage/store.ts';
 import { Thumbnails } from './thumbnails.ts';
 
@@ -44,6 +45,7 @@ export type AppConfig = Pick<
   | 'SWEEP_GRACE_MS'
   | 'IMPORT_STALE_MS'
   | 'IMPORT_MAX_ATTEMPTS'
+  | 'VOLUME_MIN_FREE_BYTES'
   | 'MAX_DECODED_BYTES'
   | 'DECODE_CONCURRENCY'
   | 'DECODE_WAIT_MS'
@@ -84,9 +86,12 @@ export function buildApp(config: AppConfig, deps: ImagesDeps) {
       // not ready until the migrate step has created the tables
       postgres: postgresReadiness(pool, 'SELECT 1 FROM images LIMIT 0'),
       volume: () => access(store.root, constants.W_OK),
+      space: advisory(() => spaceCheck()),
       ...(deps.events ? { nats: natsReadiness(() => events) } : {}),
     },
   });
+  const space = volumeSpace(store.root, config.VOLUME_MIN_FREE_BYTES, app.metrics);
+  const spaceCheck = () => space();
   streamImageBodies(app);
   app.register(fastifyMultipart);
   const images = imageReader(pool);
@@ -108,6 +113,7 @@ export function buildApp(config: AppConfig, deps: ImagesDeps) {
       maxImageBytes: config.MAX_UPLOAD_BYTES,
       staleMs: config.IMPORT_STALE_MS,
       maxAttempts: config.IMPORT_MAX_ATTEMPTS,
+      minFreeBytes: config.VOLUME_MIN_FREE_BYTES,
     },
     app.log,
   );

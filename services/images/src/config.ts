@@ -21,6 +21,8 @@ export const ImagesEnv = Type.Object({
   DECODE_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 15_000 }),
   // thumbnails of larger images are made by the images-worker only, never on request
   THUMBNAIL_ON_DEMAND_PIXELS: Type.Integer({ minimum: 1, maximum: 1_000_000_000, default: 16_000_000 }),
+  // /readyz says "degraded" (and interrupted imports wait) while the volume has less free than this
+  VOLUME_MIN_FREE_BYTES: Type.Integer({ minimum: 0, maximum: 2 ** 50, default: 512 * MiB }),
   SWEEP_INTERVAL_MS: Type.Integer({ minimum: 0, maximum: 7 * 24 * 3600_000, default: 3600_000 }),
   SWEEP_GRACE_MS: Type.Integer({ minimum: 0, maximum: 30 * 24 * 3600_000, default: 3600_000 }),
   IMPORT_STALE_MS: Type.Integer({ minimum: 1000, maximum: 3600_000, default: 15_000 }),

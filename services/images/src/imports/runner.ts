@@ -1,11 +1,12 @@
 import { rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isPostgresUnavailable } from '@berth/service-kit';
+import { isNoSpace, isPostgresUnavailable } from '@berth/service-kit';
 import type { FastifyBaseLogger } from 'fastify';
 import type pg from 'pg';
 import { type JobRow, type JobStore, jobStore } from '../db/jobs.ts';
 import { FormatError } from '../formats/index.ts';
 import { uuidv7 } from '../ids.ts';
+import { freeBytes } from '../storage/free-space.ts';
 import type { Store } from '../storage/store.ts';
 import { JobTakenOver } from './batch.ts';
 import { type RunSettings, runImport } from './run.ts';
@@ -16,6 +17,8 @@ export interface RunnerSettings extends RunSettings {
   staleMs: number;
   /** Runs an interrupted job gets before it waits for a manual retry (a job that keeps killing its process). */
   maxAttempts: number;
+  /** Interrupted jobs are resumed only while the volume has at least this much free. */
+  minFreeBytes: number;
 }
 
 /** Why the current run was stopped. */
@@ -74,6 +77,9 @@ export class ImportRunner {
 
   /** Queues interrupted jobs again that have attempts left; returns their ids. */
   async resumeInterrupted(): Promise<string[]> {
+    // a job stopped by a full volume would only fill it again
+    const free = await freeBytes(this.#store.root).catch(() => 0);
+    if (free < this.#settings.minFreeBytes) return [];
     const ids = await this.jobs.resumeInterrupted(this.#settings.maxAttempts);
     for (const id of ids) this.#log.info({ job: id }, 'import job resumes after an interruption');
     return ids;
@@ -169,6 +175,19 @@ export class ImportRunner {
         )
         .catch(() => {});
       log.info('import job interrupted by shutdown');
+      return;
+    }
+    if (isNoSpace(err)) {
+      // the files stay: once there is room the job goes on from its last committed batch
+      log.error({ err }, 'import job stopped: the image volume is full');
+      await this.jobs
+        .finish(
+          job.id,
+          this.owner,
+          'interrupted',
+          'The import ran out of space on the image volume; it resumes by itself once space is freed (or retry it), nothing is imported twice',
+        )
+        .catch(() => {});
       return;
     }
     if (isOutage(err)) {

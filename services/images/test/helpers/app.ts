@@ -28,6 +28,7 @@ export function testConfig(settings: Partial<AppConfig> = {}): AppConfig {
     SWEEP_GRACE_MS: 0,
     IMPORT_STALE_MS: 60_000,
     IMPORT_MAX_ATTEMPTS: 3,
+    VOLUME_MIN_FREE_BYTES: 0,
     MAX_DECODED_BYTES: 200_000_000,
     DECODE_CONCURRENCY: 2,
     DECODE_WAIT_MS: 5000,
