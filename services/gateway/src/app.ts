@@ -1,7 +1,7 @@
-import { createService, type HttpError } from '@berth/service-kit';
+import { ConfigError, createService, type HttpError } from '@berth/service-kit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
-import { tokenCheck } from './auth.ts';
+import { requireScope, tokenCheck } from './auth.ts';
 import { CircuitBreaker as Breaker, type CircuitBreaker } from './breaker.ts';
 import { type GatewayConfig, type Upstream, upstreams } from './config.ts';
 import { allowOrigins, parseOrigins } from './cors.ts';
@@ -163,7 +163,16 @@ export function buildApp(config: GatewayConfig, deps: GatewayDeps = {}) {
       done(request.routeOptions.url === '/readyz' ? limit(request, reply) : undefined);
     });
   }
-  if (checker) checks.push(tokenCheck(checker));
+  if (checker) {
+    checks.push(tokenCheck(checker, { reads: config.READS_REQUIRE_TOKEN }));
+    if (config.METRICS_REQUIRE_TOKEN) {
+      app.addHook('onRequest', function metricsToken(request, reply, done) {
+        done(request.routeOptions.url === '/metrics' ? requireScope(checker, request, reply, 'admin') : undefined);
+      });
+    }
+  } else if (config.READS_REQUIRE_TOKEN || config.METRICS_REQUIRE_TOKEN) {
+    throw new ConfigError('READS_REQUIRE_TOKEN and METRICS_REQUIRE_TOKEN need AUTH_ENABLED on');
+  }
   const guard = guardHook(checks);
   proxyRoutes(app, list, config, {
     guard(scope) {

@@ -35,6 +35,10 @@ export const GatewayEnv = Type.Object({
   AUTH_ENABLED: Type.Boolean({ default: true }),
   API_TOKENS: Type.String({ default: '' }),
   API_TOKENS_FILE: Type.String({ default: '' }),
+  // reads too need a token of the "read" scope (a server); off, reads are open (a laptop)
+  READS_REQUIRE_TOKEN: Type.Boolean({ default: false }),
+  // GET /metrics needs a token of the "admin" scope
+  METRICS_REQUIRE_TOKEN: Type.Boolean({ default: false }),
 
   // per-client rate limit, counted in Redis so it holds across replicas
   RATE_LIMIT_ENABLED: Type.Boolean({ default: true }),

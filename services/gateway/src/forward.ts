@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import { HttpError, httpError } from '@berth/service-kit';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Pool } from 'undici';
+import { withoutQueryToken } from './auth.ts';
 import type { CircuitBreaker } from './breaker.ts';
 import type { GatewayConfig, Upstream } from './config.ts';
 import { RETRY_AFTER_S, type StreamSlots } from './event-streams.ts';
@@ -181,6 +182,7 @@ export function createForwarder(upstream: Upstream, config: GatewayConfig, optio
     }
     const retryable = retry && body === null && (method === 'GET' || method === 'HEAD');
     const headers = requestHeaders(request);
+    const path = withoutQueryToken(request.url);
     return new Promise((resolve, reject) => {
       const send = (attempt: number) => {
         let chunks: Buffer[] | undefined;
@@ -188,7 +190,7 @@ export function createForwarder(upstream: Upstream, config: GatewayConfig, optio
         let relayed: IncomingHttpHeaders | undefined;
         pool.dispatch(
           {
-            path: request.url,
+            path,
             method: method as 'GET',
             headers,
             body,
