@@ -201,8 +201,13 @@ describe('docker-compose.yml', () => {
   test('NATS runs JetStream on the nats-data volume with monitoring for its healthcheck only', () => {
     const nats = compose.services.nats as ComposeService;
     assert.match(nats.image ?? '', /^nats:2[\w.-]*-alpine$/);
-    assert.deepEqual(nats.command, ['-js', '-sd', '/data', '-m', '8222']);
+    assert.deepEqual(nats.command, ['-c', '/etc/nats/berth.conf']);
     assert.ok((nats.volumes as string[] | undefined)?.includes('nats-data:/data'));
+    assert.ok((nats.volumes as string[] | undefined)?.includes('./infra/nats/berth.conf:/etc/nats/berth.conf:ro'));
+    // every write on disk before the PubAck the outbox relies on
+    const conf = readFileSync(join(root, 'infra', 'nats', 'berth.conf'), 'utf8');
+    assert.match(conf, /^jetstream \{\n {2}store_dir: \/data\n {2}sync_interval: always\n\}$/m);
+    assert.match(conf, /^http_port: 8222$/m);
     assert.deepEqual(nats.healthcheck?.test, [
       'CMD',
       'wget',

@@ -251,6 +251,7 @@ describe('infra/k8s/nats-values.yaml', () => {
     assert.equal(values.config.jetstream.enabled, true);
     assert.equal(values.config.jetstream.fileStore.enabled, true);
     assert.equal(values.config.jetstream.fileStore.pvc.enabled, true);
+    assert.equal(values.config.jetstream.merge.sync_interval, 'always', 'fsync before every PubAck');
     assert.ok(configMap.data.NATS_URL.startsWith('nats://nats:'), 'berth-config points at the release "nats"');
   });
 });

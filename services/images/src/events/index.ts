@@ -30,6 +30,8 @@ declare module 'fastify' {
 export function natsReadiness(events: () => Events | undefined): ReadinessCheck {
   return advisory(async () => {
     if (!events()?.nats?.connected) throw new Error('not connected; events wait in the outbox');
+    const problem = events()?.relay?.problem;
+    if (problem) throw new Error(problem);
   });
 }
 
