@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { openAsBlob } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createPool } from '@berth/service-kit';
 import { Store } from '../src/storage/store.ts';
 import { sweep } from '../src/storage/sweep.ts';
-import { tempDir } from './helpers/app.ts';
+import { leftovers, tempDir } from './helpers/app.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { writeIdx } from './helpers/datasets.ts';
 import { type ServiceProcess, startService } from './helpers/process.ts';
@@ -74,6 +75,15 @@ test('a job cut off by a crash resumes by itself when the service starts again, 
   await service.stop('SIGKILL');
   const committed = await count();
   assert.ok(committed > 0 && committed < COUNT, `${committed} rows committed before the crash`);
+  // temp files as the killed process leaves them (it may have died between batches), and one of a
+  // live replica, which must stay
+  const [{ owner } = { owner: '' }] = await db.query<{ owner: string }>('SELECT owner FROM import_jobs WHERE id = $1', [
+    id,
+  ]);
+  const planted = [join('.tmp', `.tmp-${owner}-zz1`), join('ab', 'cd', `.tmp-${owner}-zz2`)];
+  const alive = join('.tmp', '.tmp-aliveWriter1-1');
+  await mkdir(join(dir.path, 'ab', 'cd'), { recursive: true });
+  for (const name of [...planted, alive]) await writeFile(join(dir.path, name), 'partial');
 
   // a new process after the heartbeat went stale: start-up marks the job interrupted and queues it again
   await sleep(1200);
@@ -85,6 +95,15 @@ test('a job cut off by a crash resumes by itself when the service starts again, 
   );
   assert.equal(done.attempts, 2);
   assert.equal(await count(), COUNT);
+  // the dead process's temp files go when its job is found, not an hour later with the sweep
+  const deadline = Date.now() + 10_000;
+  let left = await leftovers(dir.path);
+  while ((left.length !== 1 || left[0] !== alive) && Date.now() < deadline) {
+    await sleep(100);
+    left = await leftovers(dir.path);
+  }
+  // the killed batch's own temp files went with the planted ones; another writer's stays
+  assert.deepEqual(left, [alive], `left: ${left.slice(0, 20).join(', ')}`);
 
   // files the crashed batch had renamed into place for rows that never committed: the sweep's
   const pool = createPool({ connectionString: db.url, applicationName: 'berth-images-test' });
