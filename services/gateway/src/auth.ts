@@ -9,6 +9,15 @@ const CHALLENGE = 'Bearer realm="berth"';
 /** The query parameter a read may carry its token in (RFC 6750 section 2.3), for <img> and EventSource. */
 const QUERY_TOKEN = /[?&]access_token=([^&#]*)/;
 
+/** A query value decoded; one that is not valid percent-encoding stays as it is (no token matches it: 403). */
+function decoded(value: string): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+}
+
 /** 401 with a Bearer challenge: there is no token to check. */
 function tokenRequired(request: FastifyRequest, reply: FastifyReply, message: string): HttpError {
   closeIfBodyFollows(request, reply);
@@ -21,7 +30,7 @@ function presented(request: FastifyRequest, reply: FastifyReply, scope: Scope, w
   const header = request.headers.authorization;
   if (header === undefined || header === '') {
     const query = scope === 'read' ? QUERY_TOKEN.exec(request.url)?.[1] : undefined;
-    if (query) return decodeURIComponent(query);
+    if (query) return decoded(query);
     return tokenRequired(
       request,
       reply,

@@ -57,6 +57,10 @@ describe('token scopes, and reads that need a token', () => {
       '/images/events?access_token=[redacted]&since=4',
     );
     assert.equal((await app.inject({ url: '/counter/echo/r?access_token=wrong-token-0123456789' })).statusCode, 403);
+    for (const broken of ['%zz', '%E0%A4']) {
+      const res = await app.inject({ url: `/counter/echo/r?access_token=${broken}` });
+      assert.equal(res.statusCode, 403, `${broken}: not a 500`);
+    }
   });
 
   test('a read token cannot write; write and admin tokens read and write', async () => {
