@@ -1,6 +1,7 @@
-// `npm test`: makes sure Redis, PostgreSQL and NATS answer at the local defaults (starting the ones
-// docker-compose.yml defines with Docker when they do not and Docker is there), then runs node:test over
-// every test file. Extra arguments go to `node --test`; file paths or globs among them replace the default set.
+// `npm test`: makes sure Redis, PostgreSQL and NATS answer where the tests look for them (starting the
+// ones docker-compose.yml defines with Docker when they do not and Docker is there), then runs node:test
+// over every test file. Extra arguments go to `node --test`; file paths or globs among them replace the
+// default set. TEST_REDIS_URL, TEST_DATABASE_URL and TEST_NATS_URL move the servers off the local defaults.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -11,16 +12,38 @@ import { portAnswers } from './lib/net.ts';
 
 const DEFAULT_PATTERNS = ['packages/*/test/**/*.test.ts', 'services/*/test/**/*.test.ts', 'test/**/*.test.ts'];
 
-/** Infrastructure the tests use, how to recognise it in docker-compose.yml and how to start it by hand. */
+/** The loopback port of a server the tests reach at `url` (the URL's own port, else the scheme's). */
+function portOf(url: string, standard: number): number {
+  return Number(new URL(url).port) || standard;
+}
+
+/**
+ * Infrastructure the tests use: where they look for it (the variable the test helpers read, or the
+ * local default), how to recognise it in docker-compose.yml, the variable docker-compose.test.yml
+ * publishes it on, and how to start it by hand.
+ */
 const INFRA = [
-  { label: 'Redis', port: 6379, image: /(^|\/)redis(:|$)/, hint: 'run `redis-server --port 6379 --save ""`' },
+  {
+    label: 'Redis',
+    port: portOf(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', 6379),
+    publishAs: 'TEST_REDIS_PORT',
+    image: /(^|\/)redis(:|$)/,
+    hint: (port: number) => `run \`redis-server --port ${port} --save ""\``,
+  },
   {
     label: 'PostgreSQL',
-    port: 5432,
+    port: portOf(process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres', 5432),
+    publishAs: 'TEST_POSTGRES_PORT',
     image: /(^|\/)postgres(:|$)/,
-    hint: 'start PostgreSQL 15 or newer there (trust auth for 127.0.0.1)',
+    hint: () => 'start PostgreSQL 15 or newer there (trust auth for 127.0.0.1)',
   },
-  { label: 'NATS', port: 4222, image: /(^|\/)nats(:|$)/, hint: 'run `nats-server -js -p 4222`' },
+  {
+    label: 'NATS',
+    port: portOf(process.env.TEST_NATS_URL ?? 'nats://127.0.0.1:4222', 4222),
+    publishAs: 'TEST_NATS_PORT',
+    image: /(^|\/)nats(:|$)/,
+    hint: (port: number) => `run \`nats-server -js -p ${port}\``,
+  },
 ];
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -51,9 +74,11 @@ async function ensureInfrastructure(): Promise<void> {
   if (startable.length > 0 && dockerWorks()) {
     say(`starting ${startable.join(', ')} with docker compose`);
     const files = ['-f', 'docker-compose.yml', '-f', 'docker-compose.test.yml'];
+    const published = Object.fromEntries(INFRA.map((i) => [i.publishAs, String(i.port)]));
     const up = spawnSync('docker', ['compose', ...files, 'up', '-d', '--wait', ...startable], {
       cwd: root,
       stdio: 'inherit',
+      env: { ...process.env, ...published },
     });
     if (up.status !== 0) say('docker compose could not start them; tests that need them will fail');
   }
@@ -64,7 +89,9 @@ async function ensureInfrastructure(): Promise<void> {
     const viaDocker = service
       ? `, or with Docker run \`docker compose -f docker-compose.yml -f docker-compose.test.yml up -d --wait ${service}\``
       : '';
-    say(`${p.label} is not answering on 127.0.0.1:${p.port}: ${p.hint}${viaDocker}; tests that need it will fail`);
+    say(
+      `${p.label} is not answering on 127.0.0.1:${p.port}: ${p.hint(p.port)}${viaDocker}; tests that need it will fail`,
+    );
   }
 }
 

@@ -1,7 +1,10 @@
-// No Docker engine runs where the tests run, so the Compose wiring is checked against the code here:
+// The Compose wiring checked against the code, offline (npm run test:containers runs the real stack):
 // ports, env names each service's config accepts, healthchecks, depends_on conditions, published ports.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { type AddressInfo, createServer as netServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -91,6 +94,24 @@ function scriptOf(service: ComposeService): string {
   return argv.slice(1).find((arg) => !arg.startsWith('-')) ?? 'src/main.ts';
 }
 
+/** The exit code of `node -e <script>`, as a container healthcheck runs it. */
+function exitOf(script: string): Promise<number | null> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['-e', script], { stdio: 'ignore', timeout: 10_000 });
+    child.once('error', reject);
+    child.once('exit', (code) => resolve(code));
+  });
+}
+
+/** A loopback port nothing listens on (taken, then released). */
+async function closedPort(): Promise<number> {
+  const server = netServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
 describe('docker-compose.yml', () => {
   test('has every service of the backend, the migrate step, the infrastructure and pgAdmin', () => {
     const expected = ['gateway', 'counter', 'jokes', 'images', 'images-worker', 'migrate', 'redis', 'db', 'nats'];
@@ -133,6 +154,63 @@ describe('docker-compose.yml', () => {
     }
   });
 
+  test('a Node service healthcheck passes on 200 and fails on 503 or a closed port, without loading fetch', async () => {
+    for (const [name, service] of servers) {
+      const argv = service.healthcheck?.test as string[];
+      assert.deepEqual(argv.slice(0, 3), ['CMD', 'node', '-e'], `${name}: node -e`);
+      // fetch pulls in undici: twice the start-up of node:http, which is what a loaded machine felt
+      assert.doesNotMatch(argv[3] ?? '', /fetch\(/, `${name}: no fetch`);
+      const script = (port: number) => (argv[3] ?? '').replace(/127\.0\.0\.1:\d+/, `127.0.0.1:${port}`);
+      for (const [status, exitCode] of [
+        [200, 0],
+        [503, 1],
+      ] as const) {
+        const server = createServer((request, response) => {
+          response.statusCode = request.url === '/healthz' ? status : 404;
+          response.end();
+        });
+        await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+        const { port } = server.address() as AddressInfo;
+        try {
+          assert.equal(await exitOf(script(port)), exitCode, `${name}: exit code on ${status}`);
+        } finally {
+          await new Promise((resolve) => server.close(resolve));
+        }
+      }
+      assert.equal(await exitOf(script(await closedPort())), 1, `${name}: exit code with nothing listening`);
+    }
+  });
+
+  test('healthchecks leave room for a loaded machine: 60 s to start, 10 s to answer, checked each second while starting', () => {
+    const seconds = (value: string | undefined) => Number(/^(\d+)s$/.exec(value ?? '')?.[1] ?? Number.NaN);
+    for (const [name, service] of longRunning) {
+      const check = service.healthcheck ?? {};
+      // Node services took up to 19 s to listen on a busy 2-core machine; a check up to several seconds
+      assert.ok(seconds(check.start_period) >= 60, `${name}: start_period "${check.start_period}"`);
+      assert.ok(seconds(check.timeout) >= 10, `${name}: timeout "${check.timeout}"`);
+      assert.equal(check.start_interval, '1s', `${name}: start_interval`);
+      assert.ok(seconds(check.interval) >= seconds(check.timeout), `${name}: interval at least the timeout`);
+    }
+  });
+
+  test("pgAdmin's registered server is the database, with the user and database the database is set up with", () => {
+    for (const env of [{}, { POSTGRES_USER: 'alice' }]) {
+      const file = loadCompose(composePath, { env });
+      const pgadmin = file.services.pgadmin as ComposeService;
+      const db = environmentOf(file.services.db as ComposeService);
+      const mounted = (pgadmin.configs as Array<{ source: string; target: string }>)[0];
+      assert.equal(mounted?.target, environmentOf(pgadmin).PGADMIN_SERVER_JSON_FILE);
+      const configs = file.configs as Record<string, { content: string }>;
+      const servers = JSON.parse(configs[mounted?.source ?? '']?.content ?? '{}').Servers;
+      const [server] = Object.values(servers) as Array<Record<string, unknown>>;
+      assert.equal(server?.Host, 'db');
+      assert.equal(server?.Port, listenPort('db'));
+      assert.equal(server?.Username, db.POSTGRES_USER);
+      assert.equal(server?.Username, env.POSTGRES_USER ?? 'admin');
+      assert.equal(server?.MaintenanceDB, db.POSTGRES_DB);
+    }
+  });
+
   test('every env name given to a Node service is one its config schema accepts, with a valid value', async () => {
     for (const [name, service] of nodeServices) {
       const envs = await processEnvironments(
@@ -148,7 +226,7 @@ describe('docker-compose.yml', () => {
   test('images-worker runs the images image with the worker entry point and WorkerEnv', async () => {
     const worker = compose.services['images-worker'] as ComposeService;
     assert.deepEqual(worker.build, compose.services.images?.build);
-    assert.deepEqual(worker.command, ['node', 'src/worker.ts']);
+    assert.equal((worker.command as string[]).at(-1), 'src/worker.ts');
     const schema = await configSchema('images', 'src/worker.ts');
     assert.ok(schema.properties.WORKER_CONSUMER, 'services/images/src/worker-config.ts exports WorkerEnv');
     const env = environmentOf(worker);
@@ -156,16 +234,25 @@ describe('docker-compose.yml', () => {
     assert.equal(env.DATABASE_URL, environmentOf(compose.services.images as ComposeService).DATABASE_URL);
   });
 
-  test('the images service runs with the same V8 heap flags in compose, Kubernetes, npm start and the bench', () => {
+  test('the images service and its worker run with the same V8 heap flags in compose, Kubernetes, npm start and the bench', () => {
     const flags = (argv: string[]) => argv.filter((arg) => arg.startsWith('--'));
     const expected = IMAGES_NODE_OPTIONS.split(' ');
-    assert.deepEqual(flags(compose.services.images?.command as string[]), expected, 'docker-compose.yml');
-    const manifest = parseAllDocuments(readFileSync(join(root, 'infra', 'k8s', 'images.yaml'), 'utf8'))
-      .map((doc) => doc.toJS())
-      .find((object) => object?.kind === 'Deployment');
-    assert.deepEqual(flags(manifest.spec.template.spec.containers[0].command), expected, 'infra/k8s/images.yaml');
     const pkg = JSON.parse(readFileSync(join(root, 'services', 'images', 'package.json'), 'utf8'));
-    assert.deepEqual(flags(pkg.scripts.start.split(' ')), expected, 'services/images npm start');
+    for (const [service, manifestFile, script] of [
+      ['images', 'images.yaml', 'start'],
+      ['images-worker', 'images-worker.yaml', 'worker'],
+    ] as const) {
+      assert.deepEqual(
+        flags(compose.services[service]?.command as string[]),
+        expected,
+        `docker-compose.yml ${service}`,
+      );
+      const manifest = parseAllDocuments(readFileSync(join(root, 'infra', 'k8s', manifestFile), 'utf8'))
+        .map((doc) => doc.toJS())
+        .find((object) => object?.kind === 'Deployment');
+      assert.deepEqual(flags(manifest.spec.template.spec.containers[0].command), expected, `infra/k8s/${manifestFile}`);
+      assert.deepEqual(flags(pkg.scripts[script].split(' ')), expected, `services/images npm run ${script}`);
+    }
     // the old generation's cap leaves room under the container's memory limit for everything else
     const oldSpaceMiB = Number(/--max-old-space-size=(\d+)/.exec(IMAGES_NODE_OPTIONS)?.[1]);
     const [, amount, unit] = /^(\d+)([mg])$/.exec(String(compose.services.images?.mem_limit)) ?? [];
@@ -370,6 +457,19 @@ describe('docker-compose.test.yml', () => {
     assert.ok(override.services.redis, 'Redis is published for npm test');
     assert.ok(override.services.nats, 'NATS is published for npm test');
   });
+
+  test('TEST_REDIS_PORT, TEST_POSTGRES_PORT and TEST_NATS_PORT move the published ports', () => {
+    const env = { TEST_REDIS_PORT: '16379', TEST_POSTGRES_PORT: '15432', TEST_NATS_PORT: '14222' };
+    const moved = loadCompose(join(root, 'docker-compose.test.yml'), { env }) as ComposeFile;
+    assert.deepEqual(
+      ['redis', 'db', 'nats'].map((name) => publishedPorts(moved.services[name] as ComposeService)),
+      [
+        [{ published: 16379, target: 6379 }],
+        [{ published: 15432, target: 5432 }],
+        [{ published: 14222, target: 4222 }],
+      ],
+    );
+  });
 });
 
 describe('infra/Dockerfile', () => {
@@ -381,6 +481,10 @@ describe('infra/Dockerfile', () => {
     assert.match(dockerfile, /npm ci --omit=dev --workspace "services\/\$\{SERVICE\}"/);
     assert.match(dockerfile, /^USER node$/m);
     assert.match(dockerfile, /^CMD \["node", "src\/main\.ts"\]$/m);
+  });
+
+  test("uses the builder's own Dockerfile frontend: a syntax line would fetch one from a registry", () => {
+    assert.doesNotMatch(dockerfile, /^#\s*syntax\s*=/im);
   });
 
   test('has a migrate target that runs scripts/migrate.ts as node, and the default target comes last', () => {
@@ -442,7 +546,13 @@ describe('scripts/lib/compose.ts', () => {
         ['jokes', 'services/jokes', 3002, false, 'src/main.ts'],
         ['images', 'services/images', 3003, false, '--max-semi-space-size=4 --max-old-space-size=256 src/main.ts'],
         ['gateway', 'services/gateway', 5000, false, 'src/main.ts'],
-        ['images-worker', 'services/images', 3004, false, 'src/worker.ts'],
+        [
+          'images-worker',
+          'services/images',
+          3004,
+          false,
+          '--max-semi-space-size=4 --max-old-space-size=256 src/worker.ts',
+        ],
       ],
     );
     const byName = Object.fromEntries(native.map((s) => [s.name, s]));

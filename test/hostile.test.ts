@@ -276,7 +276,7 @@ describe('hostile-client campaign through the gateway', () => {
     );
   });
 
-  test('3: decode bombs are refused at once, and thumbnails of large images are not made on request', async () => {
+  test('3: decode bombs are refused at once, and thumbnails of large images are not made while one waits', async () => {
     const tally = new Tally();
     const bomb = await sharp({
       create: { width: 7000, height: 7000, channels: 4, background: { r: 1, g: 2, b: 3, alpha: 1 } },
@@ -304,7 +304,11 @@ describe('hostile-client campaign through the gateway', () => {
         send(`198.18.4.${10 + i}`, 'GET', `/images/${id}/thumbnail?size=${[64, 128, 256][i % 3]}`),
       ),
     );
-    for (const res of thumbs) assert.equal(tally.add(res.status, 'GET /images/:id/thumbnail'), 409, res.text);
+    // 409 while the thumbnails are made in the background (200 once one is there), each at once
+    for (const res of thumbs) {
+      assert.ok([200, 409].includes(tally.add(res.status, 'GET /images/:id/thumbnail')), res.text);
+      assert.ok(res.ms < 1000, `a thumbnail answer took ${Math.round(res.ms)} ms`);
+    }
     const metrics = await send('198.18.4.3', 'GET', '/metrics');
     assert.match(metrics.text, /gateway_circuit_state\{[^}]*upstream="images"[^}]*\} 0/, 'the circuit stayed closed');
     const ended = performance.now();
@@ -313,7 +317,7 @@ describe('hostile-client campaign through the gateway', () => {
       3,
       tally,
       ended,
-      `422 each within ${Math.round(slowestBomb)} ms, thumbnails 409; images circuit closed`,
+      `422 each within ${Math.round(slowestBomb)} ms; thumbnails 409 at once, made in the background; images circuit closed`,
     );
   });
 

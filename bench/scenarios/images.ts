@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { openAsBlob } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { dropDatabase, withDatabase } from '@berth/service-kit';
 import autocannon, { type Options } from 'autocannon';
@@ -17,6 +17,7 @@ import { encodePng } from '../../services/images/src/formats/index.ts';
 import { prepareDatabase } from '../../services/images/src/setup.ts';
 import { Store } from '../../services/images/src/storage/store.ts';
 import type { LoadResult } from '../lib/load.ts';
+import { seeded } from '../lib/random.ts';
 import { type BenchContext, type Check, check, type Scenario, type ScenarioReport } from '../lib/scenario.ts';
 import type { Stack } from '../lib/stack.ts';
 import { Samples } from '../lib/stats.ts';
@@ -27,25 +28,13 @@ import { type EffectFigures, measureEffectLatency, startWorker, watchOutbox } fr
 /** Connections for the single-upload run, as the issue states it. */
 export const UPLOAD_CONCURRENCY = 16;
 
-/** A fast seeded generator, so every run imports the same pixels. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * Digit-like 28x28 greyscale images: a black field with two to four bright pen strokes, each a
  * random walk drawn with a soft 3x3 brush. Like MNIST they are mostly zeros with a few hundred
  * inked pixels, so their PNGs are MNIST-sized (a few hundred bytes), and no two are alike.
  */
 export function digitPixels(count: number, seed = 20_240_611): { pixels: Buffer; labels: Buffer } {
-  const random = mulberry32(seed);
+  const random = seeded(seed);
   const size = 28;
   const pixels = Buffer.alloc(count * size * size);
   const labels = Buffer.alloc(count);
@@ -78,6 +67,17 @@ export function digitPixels(count: number, seed = 20_240_611): { pixels: Buffer;
 /** Writes an MNIST-style IDX pair of `count` digit-like images into dir. */
 export async function writeBenchIdx(dir: string, count: number): Promise<{ images: string; labels: string }> {
   const { pixels, labels } = digitPixels(count);
+  return writeIdx(dir, 'train', pixels, labels);
+}
+
+/** Writes 28x28 images (784 bytes each, one after another) and their labels as an IDX pair named for the split. */
+export async function writeIdx(
+  dir: string,
+  split: 'train' | 't10k',
+  pixels: Uint8Array,
+  labels: Uint8Array,
+): Promise<{ images: string; labels: string }> {
+  const count = labels.length;
   const imagesHeader = Buffer.alloc(16);
   imagesHeader.writeUInt32BE(0x00000803, 0);
   imagesHeader.writeUInt32BE(count, 4);
@@ -86,8 +86,8 @@ export async function writeBenchIdx(dir: string, count: number): Promise<{ image
   const labelsHeader = Buffer.alloc(8);
   labelsHeader.writeUInt32BE(0x00000801, 0);
   labelsHeader.writeUInt32BE(count, 4);
-  const images = join(dir, 'train-images-idx3-ubyte');
-  const labelsPath = join(dir, 'train-labels-idx1-ubyte');
+  const images = join(dir, `${split}-images-idx3-ubyte`);
+  const labelsPath = join(dir, `${split}-labels-idx1-ubyte`);
   await writeFile(images, Buffer.concat([imagesHeader, pixels]));
   await writeFile(labelsPath, Buffer.concat([labelsHeader, labels]));
   return { images, labels: labelsPath };
@@ -154,7 +154,7 @@ function authorization(token: string | undefined): Record<string, string> {
 }
 
 /** Resident memory of a process in MiB, from /proc; NaN where there is no /proc. */
-async function rssMiB(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): Promise<number> {
+export async function rssMiB(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): Promise<number> {
   try {
     const status = await readFile(`/proc/${pid}/status`, 'utf8');
     const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
@@ -202,8 +202,9 @@ export async function measureImport(
   try {
     const form = new FormData();
     form.set('dataset', dataset);
-    form.append('files', await openAsBlob(files.images), 'train-images-idx3-ubyte');
-    form.append('files', await openAsBlob(files.labels), 'train-labels-idx1-ubyte');
+    // the file names say the split (train-*, t10k-*)
+    form.append('files', await openAsBlob(files.images), basename(files.images));
+    form.append('files', await openAsBlob(files.labels), basename(files.labels));
     const posted = await fetch(`${gatewayUrl}/images/imports`, {
       method: 'POST',
       body: form,

@@ -5,6 +5,7 @@ import { cpuMicros } from '../lib/cpu.ts';
 import { closedLoop, type LoadResult } from '../lib/load.ts';
 import { fixedRate } from '../lib/paced.ts';
 import { expectAnswer } from '../lib/probe.ts';
+import { seeded } from '../lib/random.ts';
 import { describeRun } from '../lib/report.ts';
 import { type BenchContext, check, type FigureRow, type Scenario, type ScenarioReport } from '../lib/scenario.ts';
 import { median } from '../lib/stats.ts';
@@ -87,18 +88,6 @@ function madeUpWords(count: number, random: () => number, taken: Set<string>): s
   return words;
 }
 
-/** A small fast seeded generator, so every run loads the same text. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Picks words with a Zipf-like skew: a few are everywhere, most are rare, as in real text. */
 function zipfPicker(words: string[], random: () => number, exponent = 0.9): () => string {
   const weights = words.map((_, rank) => 1 / (rank + 1) ** exponent);
@@ -131,7 +120,7 @@ const CATEGORIES = ['programming', 'containers', 'databases', 'networking', 'pun
 
 /** Jokes of 12 to 30 words from a vocabulary of a few hundred words, about 1 in 20 flagged. */
 function jokeGenerator(seed: number): () => GeneratedJoke {
-  const random = mulberry32(seed);
+  const random = seeded(seed);
   const vocabulary = [...NOUNS, ...madeUpWords(20_000, random, new Set(NOUNS))];
   const noun = zipfPicker(vocabulary, random, 1);
   const verb = zipfPicker(VERBS, random);

@@ -348,7 +348,10 @@ describe('the web page in Chromium against the whole stack', () => {
       .getByRole('img', { name: /scene, ui-dups/ })
       .first()
       .waitFor(WAIT);
-    await page.getByRole('list', { name: 'Near-duplicates' }).locator(`a[data-id="${duplicate.id}"]`).waitFor(WAIT);
+    const list = page.getByRole('list', { name: 'Near-duplicates' });
+    await list.locator(`a[data-id="${duplicate.id}"]`).waitFor(WAIT);
+    // the verification score is shown with the pair
+    assert.match((await list.textContent()) ?? '', /\d+\.\d % alike/);
     await screenshot(page, 'image-detail');
   });
 
@@ -364,6 +367,7 @@ describe('the web page in Chromium against the whole stack', () => {
     assert.equal(await pair.count(), 1);
     assert.ok(await pair.locator(`a[data-id="${leaked.id}"]`).isVisible());
     assert.ok(await pair.locator(`a[data-id="${train.id}"]`).isVisible());
+    assert.match((await pair.textContent()) ?? '', /\d+\.\d % alike/);
     await screenshot(page, 'leaks');
   });
 

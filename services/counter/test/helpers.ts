@@ -12,9 +12,12 @@ export function testPrefix(): string {
   return `test:${randomUUID()}:`;
 }
 
-/** The counter's config for a test: quiet logs, the given prefix and Redis. */
+/** The Redis the tests use: TEST_REDIS_URL, or the local default. */
+export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/** The counter's config for a test: quiet logs, the given prefix and Redis (the test Redis unless given). */
 export function testConfig(env: Record<string, string>): CounterConfig {
-  return loadConfig(CounterEnv, { LOG_LEVEL: 'silent', ...env });
+  return loadConfig(CounterEnv, { LOG_LEVEL: 'silent', REDIS_URL, ...env });
 }
 
 /** Resolves once the client is connected; the counter answers 503 until then, by design. */
@@ -33,7 +36,7 @@ export function counterApp(env: Record<string, string>) {
 }
 
 /** A client without a key prefix, for looking at what the counter stored and cleaning up after it. */
-export function plainRedis(url = 'redis://127.0.0.1:6379'): Redis {
+export function plainRedis(url = REDIS_URL): Redis {
   return new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 1 });
 }
 

@@ -3,14 +3,15 @@ import { advisory, createService, postgresReadiness, underPrefix } from '@berth/
 import fastifyMultipart from '@fastify/multipart';
 import type pg from 'pg';
 import type { ImagesConfig } from './config.ts';
-import { similarityReader } from './db/analysis.ts';
 import { imageReader } from './db/images.ts';
+import { similarityReader } from './db/similarity.ts';
 import { decoding } from './decoding.ts';
 import { type Events, natsReadiness, registerEvents } from './events/index.ts';
 import type { EventsOptions } from './events/settings.ts';
 import { FileCache } from './file-cache.ts';
 import { ImportRunner } from './imports/runner.ts';
 import { Inbox } from './inbox/inbox.ts';
+import { inboxRoutes } from './inbox/routes.ts';
 import { type InboxConfig, inboxSettings } from './inbox/settings.ts';
 import { importWatchdog, inboxPrune, inboxScan, Maintenance, volumeSweep } from './maintenance.ts';
 import { RefCache } from './ref-cache.ts';
@@ -136,6 +137,7 @@ export function buildApp(config: AppConfig, deps: ImagesDeps) {
   });
   const inboxed = inboxSettings(config);
   const inbox = inboxed && new Inbox(pool, store, inboxed.options, app.metrics, app.log.child({ task: 'inbox' }));
+  app.register(async (scope) => inboxRoutes(scope, inbox || undefined));
   // the watchdog also runs at start-up, so jobs cut off by a restart are marked at once
   const maintenance = new Maintenance(
     [
@@ -153,6 +155,7 @@ export function buildApp(config: AppConfig, deps: ImagesDeps) {
     await maintenance.stop();
     await inbox?.close();
     await runner.close();
+    await thumbnails.idle();
   });
   app.addHook('onClose', async () => {
     await pool.end();

@@ -2,22 +2,25 @@ import { readFile } from 'node:fs/promises';
 import { httpError } from '@berth/service-kit';
 import sharp, { type OutputInfo } from 'sharp';
 import { decoding } from './decoding.ts';
-import { type Store, THUMBNAIL_SIZES } from './storage/store.ts';
+import type { Store } from './storage/store.ts';
 
 /**
  * WebP thumbnails, made on first request and kept on the volume next to the originals (keyed by
  * content hash and size, so images sharing content share thumbnails). Concurrent requests for
- * the same one wait for a single encode.
+ * the same one wait for a single encode, which takes its turn in the process's decode queue.
  */
 export class Thumbnails {
   readonly #store: Store;
   readonly #maxPixels: number;
   readonly #onDemandPixels: number;
   readonly #making = new Map<string, Promise<Buffer>>();
+  /** Thumbnails of large images being made in the background, by path. */
+  readonly #background = new Map<string, Promise<unknown>>();
 
   /**
-   * onDemandPixels: the largest image whose thumbnail a request may have made (the images-worker
-   * makes every image's ahead of time); larger ones answer 409 until the worker has made it.
+   * onDemandPixels: the largest image whose thumbnail a request waits for. A larger one's is made in
+   * the background, behind requests in the decode queue, and the request answers 409 until it is
+   * on the volume.
    */
   constructor(store: Store, maxPixels: number, options: { onDemandPixels?: number } = {}) {
     this.#store = store;
@@ -41,24 +44,9 @@ export class Thumbnails {
     return making;
   }
 
-  /**
-   * Makes every standard size of a thumbnail ahead of time (the images-worker's job), smallest
-   * first, encoding each distinct picture once: thumbnails never enlarge, so once a size came out
-   * smaller than its box, every larger size is that same picture (all three for an MNIST digit).
-   */
-  async makeAll(sha256: string): Promise<void> {
-    const files: Array<{ path: string; bytes: Buffer }> = [];
-    const sizes = [...THUMBNAIL_SIZES].sort((a, b) => a - b);
-    for (let i = 0; i < sizes.length; i++) {
-      const size = sizes[i] as number;
-      const { data, info } = await this.#encode(sha256, size, 'background');
-      const whole = Math.max(info.width, info.height) < size;
-      for (const same of whole ? sizes.slice(i) : [size]) {
-        files.push({ path: this.#store.thumbnailPath(sha256, same), bytes: data });
-      }
-      if (whole) break;
-    }
-    await this.#store.putFiles(files);
+  /** Resolves when no background thumbnail is being made; for tests and shutdown. */
+  async idle(): Promise<void> {
+    await Promise.allSettled([...this.#background.values()]);
   }
 
   async #make(sha256: string, size: number, path: string): Promise<Buffer> {
@@ -69,14 +57,24 @@ export class Thumbnails {
       // the header alone: cheap, and it says what the encode would cost
       const { width = 0, height = 0 } = await sharp(this.#store.path(sha256)).metadata();
       if (width * height > this.#onDemandPixels) {
+        if (!this.#background.has(path)) {
+          const made = this.#makeFile(sha256, size, path, 'background')
+            .catch(() => {})
+            .finally(() => this.#background.delete(path));
+          this.#background.set(path, made);
+        }
         throw httpError(
           409,
           'THUMBNAIL_NOT_READY',
-          `The image is ${width}x${height}, larger than ${this.#onDemandPixels} pixels (THUMBNAIL_ON_DEMAND_PIXELS): its thumbnails are made by the images-worker after upload, not on request; retry in a few seconds`,
+          `The image is ${width}x${height}, larger than ${this.#onDemandPixels} pixels (THUMBNAIL_ON_DEMAND_PIXELS): its thumbnail is being made in the background, not while you wait; retry in a few seconds`,
         );
       }
     }
-    const { data } = await this.#encode(sha256, size, 'request');
+    return this.#makeFile(sha256, size, path, 'request');
+  }
+
+  async #makeFile(sha256: string, size: number, path: string, kind: 'request' | 'background'): Promise<Buffer> {
+    const { data } = await this.#encode(sha256, size, kind);
     await this.#store.putFiles([{ path, bytes: data }]);
     return data;
   }

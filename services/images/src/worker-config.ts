@@ -25,9 +25,11 @@ export const WorkerEnv = Type.Object({
   WORKER_ACK_WAIT_MS: Type.Integer({ minimum: 1000, maximum: 3600_000, default: 30_000 }),
   // the first delay after a transient failure (database down); doubles per delivery, capped at a minute
   WORKER_RETRY_DELAY_MS: Type.Integer({ minimum: 10, maximum: 600_000, default: 1000 }),
-  // messages processed at once by one process; an image's effect waits mostly on file flushes, so
-  // more than the core count keeps the disk and the CPU busy
+  // files of a batch read and decoded at once by one process: more than the core count keeps the
+  // disk and sharp's threads busy while JavaScript works on the ones already read
   WORKER_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 64, default: 8 }),
+  // created events handled together: one lookup, one record statement and a round of acks each
+  WORKER_BATCH: Type.Integer({ minimum: 1, maximum: 1000, default: 256 }),
   // how often marks of applied events the stream no longer holds are removed; 0 keeps them all
   WORKER_FORGET_INTERVAL_MS: Type.Integer({ minimum: 0, maximum: 24 * 3600_000, default: 3600_000 }),
   // how often images whose created event never reached the worker are looked for and analysed; 0 never

@@ -105,7 +105,7 @@ test('a decode that runs past DECODE_TIMEOUT_MS is answered with 422 at the dead
   });
 });
 
-test('a thumbnail of an image over THUMBNAIL_ON_DEMAND_PIXELS is not made on request: 409', async () => {
+test('a thumbnail of an image over THUMBNAIL_ON_DEMAND_PIXELS is made in the background: 409 until it is there', async () => {
   let id = '';
   await withApp(
     { THUMBNAIL_ON_DEMAND_PIXELS: 1_000_000 },
@@ -121,6 +121,14 @@ test('a thumbnail of an image over THUMBNAIL_ON_DEMAND_PIXELS is not made on req
       assert.equal(res.json().code, 'THUMBNAIL_NOT_READY');
       assert.match(res.json().message, /^The image is 2000x2000, larger than 1000000 pixels/);
       assert.ok(performance.now() - started < 500);
+      const deadline = Date.now() + 10_000;
+      let again = await app.inject({ url: `/images/${id}/thumbnail?size=64` });
+      while (again.statusCode === 409 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        again = await app.inject({ url: `/images/${id}/thumbnail?size=64` });
+      }
+      assert.equal(again.statusCode, 200, 'made in the background and served once there');
+      assert.equal(again.headers['content-type'], 'image/webp');
     },
   );
 });

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFile, mkdir, readdir, readFile, utimes, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, mkdir, readdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createPool } from '@berth/service-kit';
@@ -62,7 +64,7 @@ async function inboxDir(): Promise<string> {
   return dir.path;
 }
 
-function inbox(dir: string, options: Partial<InboxOptions> = {}, on: pg.Pool = pool) {
+function inbox(dir: string, options: Partial<InboxOptions> = {}, on: pg.Pool = pool, logger = log) {
   const registry = new Registry();
   const created = new Inbox(
     on,
@@ -79,9 +81,14 @@ function inbox(dir: string, options: Partial<InboxOptions> = {}, on: pg.Pool = p
       ...options,
     },
     registry,
-    log,
+    logger,
   );
   return { inbox: created, registry };
+}
+
+/** The images app with its inbox on `dir`, scanned every 100 ms, files taken at first sight. */
+function scanningApp(dir: string) {
+  return testApp(db.url, imagesDir.path, { INBOX_DIR: dir, INBOX_SCAN_INTERVAL: '100ms', INBOX_SETTLE: '0' });
 }
 
 async function put(dir: string, rel: string, bytes: Buffer | string): Promise<void> {
@@ -327,11 +334,7 @@ test('the service scans INBOX_DIR on its schedule and counts what it stored in /
   const dir = await inboxDir();
   await put(dir, 'scheduled/cat/a.png', await numberedPng(4001));
   await put(dir, 'scheduled/cat/b.txt', 'not an image');
-  const { app } = await testApp(db.url, imagesDir.path, {
-    INBOX_DIR: dir,
-    INBOX_SCAN_INTERVAL: '100ms',
-    INBOX_SETTLE: '0',
-  });
+  const { app } = await scanningApp(dir);
   try {
     const deadline = Date.now() + 15_000;
     const handled = async () => (await files(join(dir, '.done'))).length + (await files(join(dir, '.failed'))).length;
@@ -343,6 +346,100 @@ test('the service scans INBOX_DIR on its schedule and counts what it stored in /
     assert.match(metrics, /images_inbox_files_total\{outcome="failed",service="images"\} 1/);
   } finally {
     await app.close();
+  }
+});
+
+/**
+ * Makes the kernel refuse to move files out of `dir`, as for files copied in by root with
+ * `docker cp`: without write permission (EACCES) for a normal user; as root, who passes permission
+ * checks, with the immutable attribute (EPERM). Returns the undo.
+ */
+async function refuseMoves(dir: string): Promise<() => Promise<void>> {
+  if (process.getuid?.() !== 0) {
+    await chmod(dir, 0o555);
+    return () => chmod(dir, 0o755);
+  }
+  execFileSync('chattr', ['+i', dir]);
+  return async () => {
+    execFileSync('chattr', ['-i', dir]);
+  };
+}
+
+/** A logger at info level whose lines (parsed) land in `lines`. */
+function capturingLog(lines: Array<{ level: number; msg: string; file?: string }>) {
+  const stream = new Writable({
+    write(chunk, _encoding, done) {
+      for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line));
+      done();
+    },
+  });
+  return Fastify({ logger: { level: 'info', stream } }).log;
+}
+
+test('a file the service cannot move out of its folder is logged once with the fix, counted and listed; the others go on', async () => {
+  const dir = await inboxDir();
+  const lines: Array<{ level: number; msg: string; file?: string }> = [];
+  const { inbox: scanner, registry } = inbox(dir, { maxFiles: 1, concurrency: 1 }, pool, capturingLog(lines));
+  // "locked" sorts first and maxFiles is 1: the file after it is still taken in
+  await put(dir, 'locked/cat/a.png', await numberedPng(5001));
+  await put(dir, 'open/cat/b.png', await numberedPng(5002));
+  const undo = await refuseMoves(join(dir, 'locked/cat'));
+  const unclaimableGauge = async () =>
+    (await registry.getSingleMetric('images_inbox_unclaimable_files')?.get())?.values[0]?.value;
+  try {
+    for (let i = 0; i < 3; i++) await scanner.scan();
+    assert.deepEqual(await files(join(dir, '.done')), ['open/cat/b.png'], 'the claimable file is not held up');
+    const errors = lines.filter((line) => line.level >= 50);
+    assert.equal(errors.length, 1, 'logged once over three scans');
+    assert.equal(errors[0]?.file, 'locked/cat/a.png');
+    assert.match(errors[0]?.msg ?? '', /^Inbox file "locked\/cat\/a\.png" cannot be taken in: .*\((EACCES|EPERM)\)/);
+    assert.match(errors[0]?.msg ?? '', /docker compose exec -T images tar -xf - -C \/data\/inbox/);
+    assert.equal(await unclaimableGauge(), 1);
+    const { count, files: listed } = scanner.unclaimable(10);
+    assert.equal(count, 1);
+    assert.equal(listed[0]?.file, 'locked/cat/a.png');
+    assert.equal(listed[0]?.message, errors[0]?.msg);
+    assert.deepEqual(await files(join(dir, 'locked')), ['cat/a.png'], 'the file stays where it is');
+  } finally {
+    await undo();
+  }
+  await scanner.scan();
+  assert.deepEqual(await files(join(dir, '.done')), ['locked/cat/a.png', 'open/cat/b.png']);
+  assert.equal(await unclaimableGauge(), 0);
+  assert.equal(scanner.unclaimable(10).count, 0);
+  assert.equal((await rowsIn('locked')).length, 1);
+});
+
+test('GET /images/inbox lists the files the service cannot claim, and says when the inbox is off', async () => {
+  const dir = await inboxDir();
+  await put(dir, 'listed/dog/a.png', await numberedPng(5003));
+  const undo = await refuseMoves(join(dir, 'listed/dog'));
+  const { app } = await scanningApp(dir);
+  try {
+    const deadline = Date.now() + 15_000;
+    let body = (await app.inject('/images/inbox')).json();
+    while (body.unclaimable.count === 0 && Date.now() < deadline) {
+      await sleep(50);
+      body = (await app.inject('/images/inbox')).json();
+    }
+    assert.equal(body.enabled, true);
+    assert.equal(body.unclaimable.count, 1);
+    assert.equal(body.unclaimable.files[0].file, 'listed/dog/a.png');
+    assert.match(body.unclaimable.files[0].code, /^(EACCES|EPERM)$/);
+    assert.match(body.unclaimable.files[0].message, /cannot be taken in/);
+    assert.match((await app.inject('/metrics')).body, /images_inbox_unclaimable_files\{service="images"\} 1/);
+  } finally {
+    await app.close();
+    await undo();
+  }
+  const off = await testApp(db.url, imagesDir.path);
+  try {
+    assert.deepEqual((await off.app.inject('/images/inbox')).json(), {
+      enabled: false,
+      unclaimable: { count: 0, files: [] },
+    });
+  } finally {
+    await off.app.close();
   }
 });
 

@@ -41,6 +41,7 @@ before(async () => {
       WORKER_CATCH_UP_INTERVAL_MS: 0,
       WORKER_CATCH_UP_AFTER_MS: 600_000,
       WORKER_CONCURRENCY: 2,
+      WORKER_BATCH: 16,
       MAX_PIXELS: 4_000_000,
     },
     {

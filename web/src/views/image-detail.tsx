@@ -6,13 +6,19 @@ import { Empty, Loading, Problem } from '../status.tsx';
 import type { Image } from '../types.ts';
 import { imagesHref } from './images.tsx';
 
-/** A near-duplicate as the similar route lists it: the image (or its id) and the hash distance. */
+/** A near-duplicate as the similar route lists it: the image (or its id), the hash distance and the verification score. */
 export interface Match {
   id: string;
   label: string | null;
   dataset: string;
   split: string | null;
   distance: number | null;
+  score: number | null;
+}
+
+/** A verification score as the page shows it: a percentage of alike, e.g. "98.7 % alike". */
+export function scoreText(score: number): string {
+  return `${(score * 100).toFixed(1)} % alike`;
 }
 
 type Raw = Record<string, unknown>;
@@ -25,12 +31,14 @@ export function toMatch(raw: Raw): Match {
   const image = nested && typeof nested === 'object' ? nested : raw;
   const id = String(image.id ?? raw.imageId ?? '');
   const distance = raw.distance ?? image.distance;
+  const score = raw.score ?? image.score;
   return {
     id,
     label: (image.label as string | null | undefined) ?? null,
     dataset: String(image.dataset ?? ''),
     split: (image.split as string | null | undefined) ?? null,
     distance: typeof distance === 'number' ? distance : null,
+    score: typeof score === 'number' ? score : null,
   };
 }
 
@@ -145,6 +153,7 @@ export function ImageDetailView({ id }: { id: string }) {
                 return (
                   <li key={match.id}>
                     <MatchTile match={match} />
+                    {match.score !== null && <span class="meta">{scoreText(match.score)}</span>}
                     {match.distance !== null && <span class="meta">distance {match.distance}</span>}
                   </li>
                 );

@@ -3,7 +3,7 @@ import { aborted, api, query } from '../api.ts';
 import { useLoad } from '../hooks.ts';
 import { Empty, Loading, Problem } from '../status.tsx';
 import type { Dataset } from '../types.ts';
-import { MatchTile, missingRoute, toMatch } from './image-detail.tsx';
+import { MatchTile, missingRoute, scoreText, toMatch } from './image-detail.tsx';
 
 type Raw = Record<string, unknown>;
 
@@ -104,13 +104,14 @@ export function LeaksView({ params }: { params: URLSearchParams }) {
           </h2>
           <ul class="pairs" aria-label="Leaks">
             {items.map((raw) => {
-              // { distance, image: the test (or val) image, train: the train image it repeats }
-              const test = toMatch({ image: raw.image ?? raw.test, distance: raw.distance });
-              const train = toMatch({ image: raw.train, distance: raw.distance });
+              // { distance, score, image: the test (or val) image, train: the train image it repeats }
+              const test = toMatch({ image: raw.image ?? raw.test, distance: raw.distance, score: raw.score });
+              const train = toMatch({ image: raw.train, distance: raw.distance, score: raw.score });
               return (
                 <li key={`${test.id}-${train.id}`} class="pair">
                   <MatchTile match={test} side={test.split ?? 'test'} />
                   <MatchTile match={train} side="train" />
+                  {test.score !== null && <span class="meta">{scoreText(test.score)}</span>}
                   {test.distance !== null && <span class="meta">{test.distance} bits apart</span>}
                 </li>
               );

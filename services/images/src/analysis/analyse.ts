@@ -1,8 +1,11 @@
-import { stat } from 'node:fs/promises';
-import type { AnalysisOutcome, AnalysisStore } from '../db/analysis.ts';
+import { readFile } from 'node:fs/promises';
+import { forEachLimit } from '../concurrency.ts';
+import type { AnalysisStore, EventRecord } from '../db/analysis.ts';
 import type { Store } from '../storage/store.ts';
-import type { Thumbnails } from '../thumbnails.ts';
-import { dhash } from './dhash.ts';
+import { type Finalist, type IndexEntry, indexEntry } from './candidates.ts';
+import { DatasetIndexes } from './indexes.ts';
+import { type Analysis, analyseBytes, hashDistance, packSignature, unpackSignature } from './signature.ts';
+import { PAIR_FLOOR, verificationScore } from './verify.ts';
 
 /**
  * What became of one event: its effect applied, recorded as undecodable, already applied before
@@ -16,70 +19,161 @@ function isSystemError(err: unknown): boolean {
   return typeof code === 'string' && /^E[A-Z]+$/.test(code);
 }
 
+/** An image of the batch analysed and signed, with its entry for the candidate index. */
+interface Signed {
+  event: CreatedEvent;
+  dataset: string;
+  analysis: Analysis;
+  entry: IndexEntry;
+}
+
+/** One created event to apply: its id and its image's. */
+export interface CreatedEvent {
+  eventId: string;
+  imageId: string;
+}
+
 /**
- * The images-worker's effect for a created event: the perceptual hash on the image row and the
- * standard thumbnails on the volume. Idempotent by event id: the row update commits together with
- * the event's processed_events row, so a second delivery finds it and changes nothing. Thumbnails
- * are content-addressed files written by rename, so making one twice only costs time.
+ * The images-worker's effect for created events: the difference hash and the near-duplicate
+ * signature with its candidate keys on the image row (thumbnails are made on first request).
+ * Idempotent by event id: each row update commits together with the event's processed_events
+ * row, so a second delivery finds it and changes nothing. Works in batches: one query to look the
+ * events up, the files read and analysed a few at a time, one statement to record them all.
  */
 export class Analyser {
   readonly #db: AnalysisStore;
   readonly #files: Store;
-  readonly #thumbnails: Thumbnails;
   readonly #consumer: string;
   readonly #maxPixels: number;
+  readonly #concurrency: number;
+  readonly #indexes: DatasetIndexes;
 
   constructor(
     db: AnalysisStore,
     files: Store,
-    thumbnails: Thumbnails,
-    options: { consumer: string; maxPixels: number },
+    options: { consumer: string; maxPixels: number; concurrency?: number; indexedImages?: number },
   ) {
     this.#db = db;
     this.#files = files;
-    this.#thumbnails = thumbnails;
     this.#consumer = options.consumer;
     this.#maxPixels = options.maxPixels;
+    this.#concurrency = options.concurrency ?? 8;
+    this.#indexes = new DatasetIndexes(db, { maxImages: options.indexedImages ?? 200_000 });
+  }
+
+  /** Applies one event; see applyBatch. */
+  async apply(eventId: string, imageId: string): Promise<AnalysisResult> {
+    const [result] = await this.applyBatch([{ eventId, imageId }]);
+    return result as AnalysisResult;
   }
 
   /**
-   * Applies the effect of event `eventId` on image `imageId`. Throws only for transient trouble
-   * (PostgreSQL unavailable, a disk error), which the caller retries later; an image that cannot
-   * be decoded is an outcome, recorded on its row, never retried.
+   * Applies the effects of a batch of events; the results are in the events' order. Throws only
+   * for transient trouble (PostgreSQL unavailable, a disk error), and then no event of the batch
+   * is recorded: the caller retries it later. An image that cannot be decoded is an outcome,
+   * recorded on its row, never retried. Two steps: the signatures are stored first, then each
+   * image's candidates are looked up in its data set's index (which then holds every image
+   * signed so far, by any replica) and verified, and the pairs and marks recorded together.
    */
-  async apply(eventId: string, imageId: string): Promise<AnalysisResult> {
-    // checked first so a redelivery skips the decode; record() checks again, race-free
-    const { processed, sha256 } = await this.#db.lookup(this.#consumer, eventId, imageId);
-    if (processed) return 'duplicate';
-    if (sha256 === undefined) {
-      return (await this.#db.record(this.#consumer, eventId, imageId)) ? 'gone' : 'duplicate';
+  async applyBatch(events: CreatedEvent[]): Promise<AnalysisResult[]> {
+    // looked up first so a redelivery skips the decode; record() checks again, race-free
+    const found = await this.#db.lookup(this.#consumer, events);
+    const results = new Map<string, AnalysisResult>();
+    const records: EventRecord[] = [];
+    const work: Array<{ event: CreatedEvent; sha256: string; dataset: string }> = [];
+    const taken = new Set<string>();
+    for (const event of events) {
+      if (taken.has(event.eventId)) continue;
+      taken.add(event.eventId);
+      const state = found.get(event.eventId);
+      if (state?.processed) results.set(event.eventId, 'duplicate');
+      else if (state?.sha256 === undefined) records.push(event);
+      else work.push({ event, sha256: state.sha256, dataset: state.dataset as string });
     }
-    const outcome = await this.#analyse(sha256);
-    if (!(await this.#db.record(this.#consumer, eventId, imageId, outcome))) return 'duplicate';
-    return outcome.status === 'done' ? 'applied' : 'undecodable';
+    const signed: Signed[] = [];
+    await forEachLimit(work, this.#concurrency, async ({ event, sha256, dataset }) => {
+      const analysed = await this.#analyse(sha256);
+      if ('error' in analysed) records.push({ ...event, outcome: { status: 'failed', error: analysed.error } });
+      else signed.push({ event, dataset, analysis: analysed, entry: indexEntry(event.imageId, analysed.signature) });
+    });
+    if (signed.length) {
+      const stored = await this.#db.sign(
+        signed.map(({ event, analysis }) => ({ imageId: event.imageId, signature: packSignature(analysis.signature) })),
+      );
+      const xids = new Map(stored.map((row) => [row.id, row.xid]));
+      for (const dataset of new Set(signed.map((item) => item.dataset))) {
+        this.#indexes.addSigned(
+          dataset,
+          signed.flatMap((item) => {
+            const xid = xids.get(item.event.imageId);
+            return item.dataset === dataset && xid !== undefined ? [{ entry: item.entry, xid }] : [];
+          }),
+        );
+      }
+      for (const item of signed) {
+        records.push({ ...item.event, outcome: { status: 'done', hash: item.analysis.hash, pairs: [] } });
+      }
+      await this.#pair(signed, records);
+    }
+    const marked = records.length ? await this.#db.record(this.#consumer, records) : new Set<string>();
+    for (const r of records) {
+      if (!marked.has(r.eventId)) results.set(r.eventId, 'duplicate');
+      else if (!r.outcome) results.set(r.eventId, 'gone');
+      else results.set(r.eventId, r.outcome.status === 'done' ? 'applied' : 'undecodable');
+    }
+    // a second copy of an event in the same batch is a duplicate of the first
+    const seen = new Set<string>();
+    return events.map((event) => {
+      const first = !seen.has(event.eventId);
+      seen.add(event.eventId);
+      return first ? (results.get(event.eventId) as AnalysisResult) : 'duplicate';
+    });
   }
 
-  async #analyse(sha256: string): Promise<AnalysisOutcome> {
-    const path = this.#files.path(sha256);
+  /** Finds and verifies each signed image's near-duplicates, filling in the pairs of its record. */
+  async #pair(signed: Signed[], records: EventRecord[]): Promise<void> {
+    const finalists = new Map<string, Finalist[]>();
+    for (const dataset of new Set(signed.map((item) => item.dataset))) {
+      const index = await this.#indexes.current(dataset);
+      for (const item of signed) {
+        if (item.dataset !== dataset) continue;
+        finalists.set(item.event.imageId, index.finalists(item.entry));
+      }
+    }
+    const wanted = [...new Set([...finalists.values()].flat().map((finalist) => finalist.id))];
+    const stored = await this.#db.signatures(wanted);
+    const others = new Map([...stored].map(([id, bytes]) => [id, unpackSignature(bytes)]));
+    for (const item of signed) {
+      const record = records.find((r) => r.imageId === item.event.imageId && r.outcome?.status === 'done');
+      if (record?.outcome?.status !== 'done') continue;
+      for (const finalist of finalists.get(item.event.imageId) ?? []) {
+        const other = others.get(finalist.id);
+        if (!other) continue;
+        const score = verificationScore(item.analysis.signature, other);
+        if (score < PAIR_FLOOR) continue;
+        record.outcome.pairs.push({
+          otherId: finalist.id,
+          score,
+          distance: hashDistance(item.analysis.signature, other),
+        });
+      }
+    }
+  }
+
+  async #analyse(sha256: string): Promise<Analysis | { error: string }> {
+    let bytes: Buffer;
     try {
-      await stat(path);
+      bytes = await readFile(this.#files.path(sha256));
     } catch (err) {
       // the file is written before its row commits, so a row without one will never get it
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        return { status: 'failed', error: 'The stored file is missing' };
-      }
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { error: 'The stored file is missing' };
       throw err;
     }
-    let hash: bigint;
     try {
-      // every size the API serves, so no request waits for an encode; the hash and the
-      // thumbnails side by side
-      const [made] = await Promise.all([dhash(path, this.#maxPixels), this.#thumbnails.makeAll(sha256)]);
-      hash = made;
+      return await analyseBytes(bytes, this.#maxPixels);
     } catch (err) {
       if (isSystemError(err)) throw err;
-      return { status: 'failed', error: `The image could not be decoded: ${(err as Error).message}` };
+      return { error: `The image could not be decoded: ${(err as Error).message}` };
     }
-    return { status: 'done', hash };
   }
 }

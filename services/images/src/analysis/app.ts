@@ -5,7 +5,6 @@ import { NatsClient } from '../events/nats.ts';
 import { subjectFilter } from '../events/stream.ts';
 import { Maintenance } from '../maintenance.ts';
 import type { Store } from '../storage/store.ts';
-import { Thumbnails } from '../thumbnails.ts';
 import type { WorkerConfig } from '../worker-config.ts';
 import { Analyser } from './analyse.ts';
 import { catchUpTask } from './catch-up.ts';
@@ -25,6 +24,7 @@ export type WorkerAppConfig = Pick<
   | 'WORKER_ACK_WAIT_MS'
   | 'WORKER_RETRY_DELAY_MS'
   | 'WORKER_CONCURRENCY'
+  | 'WORKER_BATCH'
   | 'WORKER_FORGET_INTERVAL_MS'
   | 'WORKER_CATCH_UP_INTERVAL_MS'
   | 'WORKER_CATCH_UP_AFTER_MS'
@@ -71,9 +71,10 @@ export function buildWorker(config: WorkerAppConfig, deps: WorkerDeps) {
   });
   const client = new NatsClient({ url: config.NATS_URL, name: `images-worker ${config.WORKER_CONSUMER}` }, app.log);
   const analysis = analysisStore(pool);
-  const analyser = new Analyser(analysis, store, new Thumbnails(store, config.MAX_PIXELS), {
+  const analyser = new Analyser(analysis, store, {
     consumer: config.WORKER_CONSUMER,
     maxPixels: config.MAX_PIXELS,
+    concurrency: config.WORKER_CONCURRENCY,
   });
   const metrics = workerMetrics(app.metrics, () => events.info());
   const events = new EventConsumer(
@@ -85,9 +86,9 @@ export function buildWorker(config: WorkerAppConfig, deps: WorkerDeps) {
       maxDeliver: config.WORKER_MAX_DELIVER,
       ackWaitMs: config.WORKER_ACK_WAIT_MS,
       retryDelayMs: config.WORKER_RETRY_DELAY_MS,
-      concurrency: config.WORKER_CONCURRENCY,
+      batchSize: config.WORKER_BATCH,
     },
-    (event) => analyser.apply(event.id, event.imageId),
+    (batch) => analyser.applyBatch(batch.map((event) => ({ eventId: event.id, imageId: event.imageId }))),
     metrics,
     app.log,
   );

@@ -13,7 +13,7 @@ const BATCHES_PER_RUN = 10;
 /** What the catch-up works with. */
 export interface CatchUpDeps {
   store: Pick<AnalysisStore, 'stranded'>;
-  analyser: Pick<Analyser, 'apply'>;
+  analyser: Pick<Analyser, 'applyBatch'>;
   /** The consumer's state on the server; undefined while it cannot be read. */
   info: () => Promise<ConsumerInfo | undefined>;
   counter: Counter<'result'>;
@@ -42,10 +42,11 @@ export function catchUpTask(
         const info = await deps.info();
         if (!info || info.num_pending > 0 || info.num_ack_pending > 0) break;
         const ids = await deps.store.stranded(options.consumer, options.afterMs, CATCH_UP_BATCH);
-        for (const id of ids) {
-          deps.counter.inc({ result: await deps.analyser.apply(id, id) });
-          analysed++;
-        }
+        const results = ids.length
+          ? await deps.analyser.applyBatch(ids.map((id) => ({ eventId: id, imageId: id })))
+          : [];
+        for (const result of results) deps.counter.inc({ result });
+        analysed += ids.length;
         if (ids.length < CATCH_UP_BATCH) break;
       }
       if (analysed > 0) log.warn({ images: analysed }, 'analysed images whose created events never reached the worker');

@@ -23,7 +23,8 @@ export interface ConsumerSettings {
   ackWaitMs: number;
   /** The first delay after a transient failure; doubles with each delivery, capped at a minute. */
   retryDelayMs: number;
-  concurrency: number;
+  /** Events handled together: one lookup, one record statement and one round of acks per batch. */
+  batchSize: number;
 }
 
 /** The part of the NATS connection helper the consumer needs. */
@@ -39,12 +40,23 @@ export interface EventMessage {
   imageId: string;
 }
 
-/** Applies one event; throws for transient trouble only. */
-export type EventHandler = (event: EventMessage) => Promise<AnalysisResult>;
+/** Applies a batch of events, giving each one's result in order; throws for transient trouble only. */
+export type EventHandler = (events: EventMessage[]) => Promise<AnalysisResult[]>;
+
+/** A created event received and waiting for its batch. */
+interface Received {
+  msg: JsMsg;
+  event: EventMessage;
+  receivedAt: number;
+}
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const RETRY_CAP_MS = 60_000;
 const RESTART_MS = 1000;
+/** How long a batch waits for more events before it goes with fewer than batchSize. */
+const LINGER_MS = 20;
+/** Batches handled at once: one is analysed while the one before is written. */
+const BATCHES_IN_FLIGHT = 2;
 
 /** The event in a message body, or undefined when the body is not one (a message no delivery will fix). */
 export function parseEvent(data: Uint8Array): EventMessage | undefined {
@@ -104,10 +116,12 @@ const sleep = (ms: number, signal: AbortSignal) =>
 
 /**
  * A durable pull consumer on the events stream that several worker processes share (JetStream
- * hands each message to one of them). Explicit acks after the effect commits; a transient failure
- * is nak'ed with a growing delay, a message that is not an event is terminated, and JetStream
- * stops after maxDeliver deliveries. The stream is the images service's to create: until it
- * exists the consumer waits and reports not ready.
+ * hands each message to one of them). Created events are handled in batches of up to batchSize
+ * (a batch goes when full or LINGER_MS after its first event), explicitly acked after their
+ * effects commit; a batch that fails for a transient reason is nak'ed with a growing delay, a
+ * message that is not an event is terminated, and JetStream stops after maxDeliver deliveries.
+ * The stream is the images service's to create: until it exists the consumer waits and reports
+ * not ready.
  */
 export class EventConsumer {
   readonly #nats: NatsSource;
@@ -117,6 +131,8 @@ export class EventConsumer {
   readonly #log: FastifyBaseLogger;
   readonly #abort = new AbortController();
   readonly #inFlight = new Set<Promise<void>>();
+  #pending: Received[] = [];
+  #linger: NodeJS.Timeout | undefined;
   #messages: ConsumerMessages | undefined;
   #loop: Promise<void> | undefined;
   #ready = false;
@@ -159,7 +175,7 @@ export class EventConsumer {
   }
 
   /**
-   * Stops pulling, lets the messages being processed finish and be acked, and hands the ones
+   * Stops pulling, lets the batches being processed finish and be acked, and hands the events
    * fetched but not started back to JetStream at once (nak), so another replica takes them.
    */
   async stop(): Promise<void> {
@@ -167,6 +183,8 @@ export class EventConsumer {
     this.#ready = false;
     this.#messages?.stop();
     await this.#loop;
+    clearTimeout(this.#linger);
+    for (const { msg } of this.#pending.splice(0)) msg.nak();
     await Promise.allSettled([...this.#inFlight]);
   }
 
@@ -178,19 +196,32 @@ export class EventConsumer {
         await this.#ensureConsumer(nc);
         const consumer = await nc.jetstream().consumers.get(this.#settings.stream, this.#settings.durable);
         if (signal.aborted) break;
-        // a small batch: fetched messages wait for a free slot with their ack timers running
-        this.#messages = await consumer.consume({ max_messages: this.#settings.concurrency });
+        // two batches on their way: one is handled while the next arrives
+        this.#messages = await consumer.consume({ max_messages: this.#settings.batchSize * BATCHES_IN_FLIGHT });
         this.#ready = true;
         this.#log.info({ stream: this.#settings.stream, consumer: this.#settings.durable }, 'consuming image events');
         for await (const msg of this.#messages) {
-          while (this.#inFlight.size >= this.#settings.concurrency) await Promise.race(this.#inFlight);
           if (signal.aborted) {
             this.#log.debug({ seq: msg.seq }, 'stopping: handing an event back');
             msg.nak();
             continue;
           }
-          const work = this.#process(msg).finally(() => this.#inFlight.delete(work));
-          this.#inFlight.add(work);
+          if (msg.redelivered) this.#metrics.redelivered.inc();
+          const event = parseEvent(msg.data);
+          if (!event) {
+            this.#log.error({ subject: msg.subject, seq: msg.seq }, 'not an image event; dropping it');
+            this.#metrics.failed.inc({ reason: 'invalid' });
+            // no reason text: servers before 2.10 ignore a +TERM that carries one
+            msg.term();
+            continue;
+          }
+          if (event.type !== 'created') {
+            msg.ack();
+            continue;
+          }
+          this.#pending.push({ msg, event, receivedAt: performance.now() });
+          if (this.#pending.length >= this.#settings.batchSize) await this.#dispatch();
+          else this.#linger ??= setTimeout(() => void this.#dispatch(), LINGER_MS);
         }
         const reason = await this.#messages.closed();
         if (reason && !signal.aborted) throw reason;
@@ -234,44 +265,57 @@ export class EventConsumer {
     }
   }
 
-  async #process(msg: JsMsg): Promise<void> {
-    const started = performance.now();
-    if (msg.redelivered) this.#metrics.redelivered.inc();
-    const event = parseEvent(msg.data);
-    if (!event) {
-      this.#log.error({ subject: msg.subject, seq: msg.seq }, 'not an image event; dropping it');
-      this.#metrics.failed.inc({ reason: 'invalid' });
-      // no reason text: servers before 2.10 ignore a +TERM that carries one
-      msg.term();
-      return;
-    }
-    if (event.type !== 'created') {
-      msg.ack();
-      return;
-    }
-    // tells JetStream the message is still being worked on, so a slow decode on a busy machine is
+  /** Starts handling the events waiting, once fewer than BATCHES_IN_FLIGHT batches are being handled. */
+  async #dispatch(): Promise<void> {
+    clearTimeout(this.#linger);
+    this.#linger = undefined;
+    while (this.#inFlight.size >= BATCHES_IN_FLIGHT) await Promise.race(this.#inFlight);
+    const batch = this.#pending.splice(0, this.#settings.batchSize);
+    if (batch.length === 0) return;
+    if (this.#pending.length > 0) this.#linger = setTimeout(() => void this.#dispatch(), 0);
+    const work = this.#process(batch).finally(() => this.#inFlight.delete(work));
+    this.#inFlight.add(work);
+  }
+
+  async #process(batch: Received[]): Promise<void> {
+    this.#metrics.batchSize.observe(batch.length);
+    // tells JetStream the messages are still being worked on, so a slow batch on a busy machine is
     // not mistaken for a dead worker and handed to another one meanwhile
-    const working = setInterval(() => msg.working(), Math.max(500, this.#settings.ackWaitMs / 3));
+    const working = setInterval(
+      () => {
+        for (const { msg } of batch) msg.working();
+      },
+      Math.max(500, this.#settings.ackWaitMs / 3),
+    );
     try {
-      const result = await this.#handle(event);
-      await msg.ackAck().catch((err: Error) => {
-        // the effect is committed; a redelivery finds it in processed_events
-        this.#log.warn({ err: err.message, event: event.id }, 'ack not confirmed');
+      const results = await this.#handle(batch.map((received) => received.event));
+      const now = performance.now();
+      batch.forEach(({ msg, event, receivedAt }, i) => {
+        const result = results[i] as AnalysisResult;
+        // the effect is committed; should the ack be lost, a redelivery finds it in processed_events
+        msg.ack();
+        this.#metrics.processed.inc({ result });
+        this.#metrics.duration.observe({ result }, (now - receivedAt) / 1000);
+        if (result === 'undecodable') this.#log.warn({ image: event.imageId }, 'image could not be decoded');
       });
-      this.#log.debug({ event: event.id, seq: msg.seq, delivery: msg.info.deliveryCount, result }, 'event done');
-      this.#metrics.processed.inc({ result });
-      this.#metrics.duration.observe({ result }, (performance.now() - started) / 1000);
-      if (result === 'undecodable') this.#log.warn({ image: event.imageId }, 'image could not be decoded');
+      this.#log.debug({ events: batch.length }, 'batch done');
     } catch (err) {
-      const delivery = msg.info.deliveryCount;
-      const delay = retryDelay(this.#settings.retryDelayMs, delivery);
       const unavailable = isPostgresUnavailable((err as { cause?: unknown }).cause ?? err);
-      this.#metrics.failed.inc({ reason: unavailable ? 'unavailable' : 'error' });
-      const last = delivery >= this.#settings.maxDeliver;
-      const fields = { err: (err as Error).message, event: event.id, image: event.imageId, delivery };
-      if (last) this.#log.error(fields, 'event failed on its last delivery; the image stays unanalysed');
-      else this.#log.warn({ ...fields, retryInMs: delay }, 'event failed; retrying later');
-      msg.nak(delay);
+      let last = 0;
+      for (const { msg } of batch) {
+        const delivery = msg.info.deliveryCount;
+        this.#metrics.failed.inc({ reason: unavailable ? 'unavailable' : 'error' });
+        if (delivery >= this.#settings.maxDeliver) last++;
+        msg.nak(retryDelay(this.#settings.retryDelayMs, delivery));
+      }
+      const fields = { err: (err as Error).message, events: batch.length, first: batch[0]?.event.id };
+      this.#log.warn(fields, 'batch failed; retrying later');
+      if (last > 0) {
+        this.#log.error(
+          { ...fields, images: last },
+          'events failed on their last delivery; their images stay unanalysed',
+        );
+      }
     } finally {
       clearInterval(working);
     }

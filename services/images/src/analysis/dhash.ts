@@ -15,23 +15,28 @@ function bitPosition(row: number, column: number): number {
   return (BANDS - 1 - band) * 16 + (15 - slot);
 }
 
-const POSITIONS = Array.from({ length: 64 }, (_, cell) => BigInt(bitPosition(Math.floor(cell / 8), cell % 8)));
+const SHIFTS = Array.from({ length: 64 }, (_, cell) => bitPosition(Math.floor(cell / 8), cell % 8));
 
 /**
  * The 64-bit difference hash (dHash) of 9x8 greyscale pixels, row by row: a bit is 1 where a pixel
  * is darker than its right-hand neighbour. Returned as an unsigned 64-bit BigInt, bits in band order.
  */
-export function dhashOfPixels(pixels: Uint8Array): bigint {
+export function dhashOfPixels(pixels: ArrayLike<number>): bigint {
   if (pixels.length !== 72) throw new Error(`dHash needs 9x8 = 72 grey pixels, got ${pixels.length}`);
-  let hash = 0n;
+  // the two 32-bit halves first, one BigInt at the end
+  let high = 0;
+  let low = 0;
   for (let row = 0; row < 8; row++) {
     for (let column = 0; column < 8; column++) {
       const left = pixels[row * 9 + column] as number;
       const right = pixels[row * 9 + column + 1] as number;
-      if (left < right) hash |= 1n << (POSITIONS[row * 8 + column] as bigint);
+      if (!(left < right)) continue;
+      const position = SHIFTS[row * 8 + column] as number;
+      if (position >= 32) high = (high | (1 << (position - 32))) >>> 0;
+      else low = (low | (1 << position)) >>> 0;
     }
   }
-  return hash;
+  return (BigInt(high) << 32n) | BigInt(low);
 }
 
 /**

@@ -7,6 +7,7 @@ export interface WorkerMetrics {
   failed: Counter<'reason'>;
   redelivered: Counter;
   duration: Histogram<'result'>;
+  batchSize: Histogram;
   caughtUp: Counter<'result'>;
 }
 
@@ -72,6 +73,12 @@ export function workerMetrics(registry: Registry, info: () => Promise<ConsumerIn
       help: 'Time from receiving an event to its acknowledgement, by result',
       labelNames: ['result'] as const,
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    batchSize: new Histogram({
+      name: 'images_worker_batch_events',
+      help: 'Created events handled together in one batch (one lookup, one record statement)',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000],
       registers: [registry],
     }),
     caughtUp: new Counter({

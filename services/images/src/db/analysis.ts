@@ -1,78 +1,109 @@
 import { withPostgres } from '@berth/service-kit';
 import type pg from 'pg';
-import { fromSigned, toSigned } from '../analysis/dhash.ts';
-import { COLUMNS, type Image, type ImageRow, toImage } from './images.ts';
+import { toSigned } from '../analysis/dhash.ts';
 import { prepared } from './transaction.ts';
 
-/** What the worker found out about an image: its hash, or why it could not be decoded. */
-export type AnalysisOutcome = { status: 'done'; hash: bigint } | { status: 'failed'; error: string };
-
-/** An image's analysis as the similar route needs it. */
-export interface AnalysisState {
-  id: string;
-  dataset: string;
-  status: 'done' | 'failed' | null;
-  hash: bigint | null;
-  error: string | null;
-}
-
-/** One near-duplicate and how many hash bits it differs by. */
-export interface Match {
+/** A verified near-duplicate of an analysed image, in its data set. */
+export interface PairRecord {
+  otherId: string;
+  score: number;
   distance: number;
-  image: Image;
-}
-
-/** A test or val image that near-duplicates a train image of its data set. */
-export interface Leak {
-  distance: number;
-  image: Image;
-  train: Image;
-}
-
-/** Where the next page of leaks starts: after this (image, train image) pair. */
-export interface PairPosition {
-  imageId: string;
-  trainId: string;
-}
-
-// The band of a hash as the four partial indexes of migration 0003 cut it; the expressions must be
-// written exactly so for PostgreSQL to match them to those indexes.
-function band(hash: string, shift: number): string {
-  return shift === 0 ? `(${hash} & 65535)` : `((${hash} >> ${shift}) & 65535)`;
 }
 
 /**
- * The rows (id, split, hash) that may lie within `distance` bits of `probe`: for each band, every band
- * value within distance / 4 bits of the probe's, joined to that band's index (see migration 0003).
- * Written as joins on unnest rather than "= ANY(array)": the planner then estimates each lookup
- * from the band's statistics (a few rows) instead of a default guess that can make it read the
- * whole table, once per probe in the leaks query.
+ * What the worker found out about an image: its difference hash (the API's `hash`) and its
+ * near-duplicates, or why it could not be decoded.
  */
-function candidates(probe: string, distance: string, dataset: string | undefined): string {
-  const inDataset = dataset === undefined ? '' : ` AND c.dataset = ${dataset}`;
-  return [48, 32, 16, 0]
-    .map(
-      (
-        shift,
-      ) => `SELECT c.id, c.split, c.phash FROM unnest(image_hash_band_ball(${band(probe, shift)}, ${distance} / 4)) AS v(band)
-      JOIN images c ON ${band('c.phash', shift)} = v.band AND c.phash IS NOT NULL${inDataset}`,
-    )
-    .join('\n    UNION ');
+export type AnalysisOutcome =
+  | { status: 'done'; hash: bigint; pairs: PairRecord[] }
+  | { status: 'failed'; error: string };
+
+/** One event to record: its image and, when the image was there to analyse, the outcome. */
+export interface EventRecord {
+  eventId: string;
+  imageId: string;
+  outcome?: AnalysisOutcome;
 }
 
-// whether this consumer applied the event already, and the image's content (null once deleted)
-const LOOKUP = `SELECT EXISTS (SELECT 1 FROM processed_events WHERE consumer = $1 AND event_id = $2::uuid) AS processed,
-  (SELECT sha256 FROM images WHERE id = $3::uuid) AS sha256`;
-// one statement, so one implicit transaction: the event is marked applied and its outcome written
-// together, or (a duplicate marked meanwhile) neither; the image row may be gone, the mark is kept
-const RECORD = `WITH mark AS (
-    INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2::uuid)
-    ON CONFLICT DO NOTHING RETURNING 1
+/** An image's signature to store. */
+export interface SignatureRecord {
+  imageId: string;
+  signature: Buffer;
+}
+
+/** A signed image as the worker's candidate index loads it, with its signing transaction. */
+export interface SignedRow {
+  id: string;
+  signature: Buffer;
+  xid: bigint;
+}
+
+/** Where a read of signed images goes on from: a transaction id and an image id, both exclusive of less. */
+export interface SignedCursor {
+  /** Rows of transactions from this one on; the oldest one still running at the last read. */
+  xid: bigint;
+  /** Rows after this id (pages within one read). */
+  afterId: string;
+  /** Rows read already among those transactions, left out. */
+  known: string[];
+}
+
+// for each (event, image): whether this consumer applied the event already, and the image's
+// content and data set (null once deleted)
+const LOOKUP = `SELECT t.event_id,
+    EXISTS (SELECT 1 FROM processed_events p WHERE p.consumer = $1 AND p.event_id = t.event_id) AS processed,
+    i.sha256, i.dataset
+  FROM unnest($2::uuid[], $3::uuid[]) AS t(event_id, image_id)
+  LEFT JOIN images i ON i.id = t.image_id`;
+
+// the first step: signatures of images not analysed yet, with the signing
+// transaction; committed before the batch looks for candidates, so of two near-duplicates signed
+// at once by two replicas, at least one sees the other
+const SIGN = `INSERT INTO image_signatures (image_id, dataset, signature)
+  SELECT i.id, i.dataset, t.signature FROM unnest($1::uuid[], $2::bytea[]) AS t(image_id, signature)
+  JOIN images i ON i.id = t.image_id AND i.analysis_status IS NULL
+  ON CONFLICT (image_id) DO UPDATE SET signature = EXCLUDED.signature, signed_xid = pg_current_xact_id()
+  RETURNING image_id, signed_xid::text AS xid`;
+
+// a data set's signed images of transactions from $2 on, after id $3 and not among $4, in id
+// order, $5 of them; with the oldest transaction still running as this statement sees it, from
+// which the next read goes on
+const SIGNED = `WITH snapshot AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin)
+  SELECT s.xmin, r.id, r.signature, r.xid FROM snapshot s LEFT JOIN LATERAL (
+    SELECT image_id AS id, signature, signed_xid::text AS xid FROM image_signatures
+    WHERE dataset = $1 AND signed_xid >= $2::text::xid8 AND image_id > $3::uuid
+      AND NOT (image_id = ANY($4::uuid[]))
+    ORDER BY image_id
+    LIMIT $5
+  ) r ON true`;
+
+// the second step, one statement and so one transaction: each event is marked applied and its
+// outcome and pairs written together, or (a duplicate marked meanwhile) none of it. An image row
+// may be gone (its mark is kept); a pair whose other image is gone is left out
+const RECORD = `WITH input AS (
+    SELECT * FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::int8[], $6::text[])
+      AS t(event_id, image_id, status, phash, error)
+  ), mark AS (
+    INSERT INTO processed_events (consumer, event_id) SELECT DISTINCT $1, event_id FROM input
+    ON CONFLICT DO NOTHING RETURNING event_id
   ), outcome AS (
-    UPDATE images SET phash = $5::int8, analysis_status = $4, analysis_error = left($6, 1000), analysed_at = now()
-    WHERE id = $3::uuid AND $4::text IS NOT NULL AND EXISTS (SELECT 1 FROM mark)
+    UPDATE images i SET phash = t.phash, analysis_status = t.status, analysis_error = left(t.error, 1000),
+      analysed_at = now()
+    FROM input t JOIN mark m ON m.event_id = t.event_id
+    WHERE i.id = t.image_id AND t.status IS NOT NULL
+    RETURNING i.id, i.dataset
+  ), paired AS (
+    INSERT INTO image_pairs (dataset, image_id, other_id, score, distance)
+    SELECT o.dataset, p.image_id, p.other_id, p.score, p.distance
+    FROM unnest($7::uuid[], $8::uuid[], $9::uuid[], $10::real[], $11::int2[])
+      AS p(probe_id, image_id, other_id, score, distance)
+    JOIN outcome o ON o.id = p.probe_id
+    WHERE EXISTS (SELECT 1 FROM images x WHERE x.id = p.image_id)
+      AND EXISTS (SELECT 1 FROM images x WHERE x.id = p.other_id)
+    ON CONFLICT DO NOTHING
   )
-  SELECT count(*)::int AS marked FROM mark`;
+  SELECT event_id FROM mark`;
+
 // a consumer's applied events older than $2 ms, oldest first, at most $3 of them; an event whose
 // outbox row is still unsent may be published again, so its mark stays until the row is sent
 const FORGET = `DELETE FROM processed_events WHERE (consumer, event_id) IN (
@@ -94,6 +125,9 @@ const STRANDED = `SELECT i.id FROM images i
   ORDER BY i.created_at
   LIMIT $3`;
 
+/** The smallest UUID: where a read's pages start. */
+export const FIRST_ID = '00000000-0000-0000-0000-000000000000';
+
 /** The worker's reads and writes; outages come out as the shared 503 error, which it retries later. */
 export function analysisStore(pool: pg.Pool) {
   const query = <R extends pg.QueryResultRow>(text: string, values: unknown[]) =>
@@ -101,30 +135,109 @@ export function analysisStore(pool: pg.Pool) {
 
   return {
     /**
-     * Whether this consumer has applied this event already, and the content hash of the image to
-     * analyse (undefined when it has been deleted since): one round trip.
+     * For each event: whether this consumer has applied it already, and the content hash and data
+     * set of its image (undefined when the image has been deleted since). One round trip.
      */
-    async lookup(consumer: string, eventId: string, imageId: string): Promise<{ processed: boolean; sha256?: string }> {
-      const { rows } = await query<{ processed: boolean; sha256: string | null }>(LOOKUP, [consumer, eventId, imageId]);
-      const row = rows[0];
-      return { processed: row?.processed === true, sha256: row?.sha256 ?? undefined };
+    async lookup(
+      consumer: string,
+      events: Array<{ eventId: string; imageId: string }>,
+    ): Promise<Map<string, { processed: boolean; sha256?: string; dataset?: string }>> {
+      const { rows } = await query<{
+        event_id: string;
+        processed: boolean;
+        sha256: string | null;
+        dataset: string | null;
+      }>(LOOKUP, [consumer, events.map((event) => event.eventId), events.map((event) => event.imageId)]);
+      return new Map(
+        rows.map((row) => [
+          row.event_id,
+          { processed: row.processed, sha256: row.sha256 ?? undefined, dataset: row.dataset ?? undefined },
+        ]),
+      );
+    },
+
+    /** Stores the signatures of images not analysed yet (one statement); the ones stored, with their transaction. */
+    async sign(records: SignatureRecord[]): Promise<Array<{ id: string; xid: bigint }>> {
+      const { rows } = await query<{ image_id: string; xid: string }>(SIGN, [
+        records.map((r) => r.imageId),
+        records.map((r) => r.signature),
+      ]);
+      return rows.map((row) => ({ id: row.image_id, xid: BigInt(row.xid) }));
     },
 
     /**
-     * Records the event as applied and, atomically with it, its outcome on the image row (when
-     * there is one). False when the event had been applied already (a duplicate racing this one):
-     * then nothing is written.
+     * A page of a data set's signed images from `cursor` on, in id order, and the oldest
+     * transaction still running when it was read: every row of an older one was in it.
      */
-    async record(consumer: string, eventId: string, imageId: string, outcome?: AnalysisOutcome): Promise<boolean> {
-      const { rows } = await query<{ marked: number }>(RECORD, [
-        consumer,
-        eventId,
-        imageId,
-        outcome?.status ?? null,
-        outcome?.status === 'done' ? toSigned(outcome.hash) : null,
-        outcome?.status === 'failed' ? outcome.error : null,
+    async signed(dataset: string, limit: number, cursor: SignedCursor): Promise<{ rows: SignedRow[]; xmin: bigint }> {
+      const { rows } = await query<{ id: string | null; signature: Buffer; xid: string; xmin: string }>(SIGNED, [
+        dataset,
+        cursor.xid.toString(),
+        cursor.afterId,
+        cursor.known,
+        limit,
       ]);
-      return rows[0]?.marked === 1;
+      const xmin = BigInt(rows[0]?.xmin ?? 0);
+      const found = rows.filter((row) => row.id !== null);
+      return {
+        rows: found.map((row) => ({ id: row.id as string, signature: row.signature, xid: BigInt(row.xid) })),
+        xmin,
+      };
+    },
+
+    /** The stored signatures of these images (the ones still there). */
+    async signatures(ids: string[]): Promise<Map<string, Buffer>> {
+      if (ids.length === 0) return new Map();
+      const { rows } = await query<{ id: string; signature: Buffer }>(
+        'SELECT image_id AS id, signature FROM image_signatures WHERE image_id = ANY($1::uuid[])',
+        [ids],
+      );
+      return new Map(rows.map((row) => [row.id, row.signature]));
+    },
+
+    /**
+     * Records the events as applied and, atomically with each, its outcome on the image row (when
+     * there is one) and its pairs, both ways: one statement for the batch. Returns the events this
+     * call marked; an event marked before (a duplicate racing this one) is left out, and nothing
+     * of it is written.
+     */
+    async record(consumer: string, records: EventRecord[]): Promise<Set<string>> {
+      const pairs = {
+        probe: [] as string[],
+        image: [] as string[],
+        other: [] as string[],
+        score: [] as number[],
+        distance: [] as number[],
+      };
+      for (const r of records) {
+        if (r.outcome?.status !== 'done') continue;
+        for (const pair of r.outcome.pairs) {
+          for (const [image, other] of [
+            [r.imageId, pair.otherId],
+            [pair.otherId, r.imageId],
+          ]) {
+            pairs.probe.push(r.imageId);
+            pairs.image.push(image as string);
+            pairs.other.push(other as string);
+            pairs.score.push(pair.score);
+            pairs.distance.push(pair.distance);
+          }
+        }
+      }
+      const { rows } = await query<{ event_id: string }>(RECORD, [
+        consumer,
+        records.map((r) => r.eventId),
+        records.map((r) => r.imageId),
+        records.map((r) => r.outcome?.status ?? null),
+        records.map((r) => (r.outcome?.status === 'done' ? toSigned(r.outcome.hash) : null)),
+        records.map((r) => (r.outcome?.status === 'failed' ? r.outcome.error : null)),
+        pairs.probe,
+        pairs.image,
+        pairs.other,
+        pairs.score,
+        pairs.distance,
+      ]);
+      return new Set(rows.map((row) => row.event_id));
     },
 
     /**
@@ -150,150 +263,3 @@ export function analysisStore(pool: pg.Pool) {
 
 /** The worker's database access. */
 export type AnalysisStore = ReturnType<typeof analysisStore>;
-
-const STATE = 'SELECT id, dataset, phash, analysis_status, analysis_error FROM images WHERE id = $1::uuid';
-
-/** The near-duplicate query ($1 hash, $2 distance, $3 id left out, $4 limit, $5 data set when scoped); exported for plan tests. */
-export const similarSql = (
-  scoped: boolean,
-) => `SELECT ${COLUMNS}, bit_count((phash # $1::int8)::bit(64))::int AS distance
-  FROM images
-  WHERE id IN (SELECT id FROM (${candidates('$1::int8', '$2::int', scoped ? '$5' : undefined)}) AS c)
-    AND bit_count((phash # $1::int8)::bit(64)) <= $2::int AND id <> $3::uuid
-  ORDER BY distance, id
-  LIMIT $4`;
-
-/** The test and val images a leaks page looks at, in id order ($1 data set, $2 splits, $3 how many, $4 first id). */
-const LEAK_PROBES = `SELECT id, phash FROM images
-  WHERE dataset = $1 AND split = ANY($2::text[]) AND phash IS NOT NULL AND id >= $4::uuid
-  ORDER BY id
-  LIMIT $3`;
-
-/**
- * The pairs among those images ($1 ids, $2 hashes, $3 data set, $4 distance, $5 limit, $6 and $7
- * the pair to start after); exported for plan tests.
- */
-export const leaksSql = `SELECT t.id AS image_id, r.id AS train_id,
-    bit_count((t.phash # r.phash)::bit(64))::int AS distance
-  FROM unnest($1::uuid[], $2::int8[]) AS t(id, phash)
-  CROSS JOIN LATERAL (
-    SELECT c.id, c.phash FROM (${candidates('t.phash', '$4::int', '$3')}) AS c
-    WHERE c.split = 'train' AND bit_count((t.phash # c.phash)::bit(64)) <= $4::int
-  ) r
-  WHERE t.id > $6::uuid OR r.id > $7::uuid
-  ORDER BY t.id, r.id
-  LIMIT $5`;
-
-/** The smallest UUID: a position before every image. */
-const FIRST = '00000000-0000-0000-0000-000000000000';
-/** The largest UUID: after every train image of a test image, so the next page starts at the next one. */
-const LAST = 'ffffffff-ffff-ffff-ffff-ffffffffffff';
-
-/**
- * How many test and val images one leaks page compares at most. Each costs an index lookup per
- * candidate band value (4 to 548), so a page answers in bounded time however rare leaks are; a page
- * may then hold fewer items than asked for, and nextCursor goes on from where it stopped.
- */
-export const LEAK_SCAN = 200;
-
-/** Near-duplicate reads for the API, on the pool; every outage is the shared 503. */
-export function similarityReader(pool: pg.Pool) {
-  const query = <R extends pg.QueryResultRow>(text: string, values: unknown[]) =>
-    withPostgres(() => pool.query<R>(prepared(text, values)));
-
-  return {
-    /** An image's analysis state; undefined when there is no such image. */
-    async state(id: string): Promise<AnalysisState | undefined> {
-      const { rows } = await query<{
-        id: string;
-        dataset: string;
-        phash: string | null;
-        analysis_status: 'done' | 'failed' | null;
-        analysis_error: string | null;
-      }>(STATE, [id]);
-      const row = rows[0];
-      if (!row) return undefined;
-      return {
-        id: row.id,
-        dataset: row.dataset,
-        status: row.analysis_status,
-        hash: row.phash === null ? null : fromSigned(row.phash),
-        error: row.analysis_error,
-      };
-    },
-
-    /** Images within `distance` bits of the hash (in one data set, or all when none is given), nearest first. */
-    async similar(
-      hash: bigint,
-      excludeId: string,
-      distance: number,
-      limit: number,
-      dataset?: string,
-    ): Promise<Match[]> {
-      const values: unknown[] = [toSigned(hash), distance, excludeId, limit];
-      if (dataset !== undefined) values.push(dataset);
-      const { rows } = await query<ImageRow & { distance: number }>(similarSql(dataset !== undefined), values);
-      return rows.map((row) => ({ distance: row.distance, image: toImage(row) }));
-    },
-
-    /** How many images of the data set the worker has not analysed yet. */
-    async unanalysed(dataset: string): Promise<number> {
-      const { rows } = await query<{ count: number }>(
-        'SELECT count(*)::int AS count FROM images WHERE dataset = $1 AND analysis_status IS NULL',
-        [dataset],
-      );
-      return rows[0]?.count ?? 0;
-    },
-
-    /**
-     * A keyset page of (test or val image, train image) pairs of one data set within `distance`
-     * bits, in (image id, train id) order; `next` is set when more may follow.
-     */
-    async leaks(
-      dataset: string,
-      splits: string[],
-      distance: number,
-      limit: number,
-      after: PairPosition = { imageId: FIRST, trainId: FIRST },
-    ): Promise<{ items: Leak[]; next?: PairPosition }> {
-      const { rows: probes } = await query<{ id: string; phash: string }>(LEAK_PROBES, [
-        dataset,
-        splits,
-        LEAK_SCAN,
-        after.imageId,
-      ]);
-      if (probes.length === 0) return { items: [] };
-      const { rows: pairs } = await query<{ image_id: string; train_id: string; distance: number }>(leaksSql, [
-        probes.map((probe) => probe.id),
-        probes.map((probe) => probe.phash),
-        dataset,
-        distance,
-        limit + 1,
-        after.imageId,
-        after.trainId,
-      ]);
-      const page = pairs.slice(0, limit);
-      const ids = [...new Set(page.flatMap((pair) => [pair.image_id, pair.train_id]))];
-      const { rows } = ids.length
-        ? await query<ImageRow>(`SELECT ${COLUMNS} FROM images WHERE id = ANY($1::uuid[])`, [ids])
-        : { rows: [] };
-      const byId = new Map(rows.map((row) => [row.id, toImage(row)]));
-      const items: Leak[] = [];
-      for (const pair of page) {
-        const image = byId.get(pair.image_id);
-        const train = byId.get(pair.train_id);
-        // an image deleted between the reads drops out of the page
-        if (image && train) items.push({ distance: pair.distance, image, train });
-      }
-      const last = page.at(-1);
-      if (pairs.length > limit && last) return { items, next: { imageId: last.image_id, trainId: last.train_id } };
-      // every pair of the images looked at is on this page; more images may follow them
-      const lastProbe = probes.at(-1);
-      if (probes.length === LEAK_SCAN && lastProbe) return { items, next: { imageId: lastProbe.id, trainId: LAST } };
-      return { items };
-    },
-  };
-}
-
-/** Near-duplicate reads as routes see them. */
-export type SimilarityReader = ReturnType<typeof similarityReader>;

@@ -12,6 +12,7 @@ import { type Store, TooLarge } from '../storage/store.ts';
 import { Claims } from './claims.ts';
 import { DONE_DIR, FAILED_DIR, isIgnored, placementOf } from './layout.ts';
 import { entriesUnder, moveKeeping, removeEmptyDirs } from './move.ts';
+import { Unclaimable, type UnclaimableFile } from './unclaimable.ts';
 
 /** How the inbox behaves; the limits are the upload limits, so an inbox file passes the same checks. */
 export interface InboxOptions {
@@ -85,6 +86,7 @@ export class Inbox {
   readonly #claims: Claims;
   readonly #files: Counter<'outcome'>;
   readonly #removed: Counter;
+  readonly #unclaimable: Unclaimable;
   readonly #seen = new Map<string, Look>();
   #running: Promise<ScanReport> | undefined;
   #outage = false;
@@ -107,11 +109,17 @@ export class Inbox {
       help: 'Files removed from the inbox folders .done and .failed once they were older than INBOX_KEEP',
       registers: [registry],
     });
+    this.#unclaimable = new Unclaimable(options.dir, registry, log);
   }
 
   /** The inbox folder. */
   get dir(): string {
     return this.#options.dir;
+  }
+
+  /** The files a scan could not claim (at most `limit` of them) and how many there are. */
+  unclaimable(limit: number): { count: number; files: UnclaimableFile[] } {
+    return this.#unclaimable.list(limit);
   }
 
   /** Runs one scan; a call while a scan runs gets that scan's report rather than starting another. */
@@ -173,7 +181,13 @@ export class Inbox {
     try {
       report.recovered = await this.#claims.recover(this.#options.claimTimeoutMs);
       const candidates = await this.#list();
-      const ready = this.#settled(candidates).slice(0, this.#options.maxFiles);
+      this.#unclaimable.keepOnly(new Set(candidates.map((c) => c.rel)));
+      // files that could not be claimed are tried again, after the others: they never hold up the rest
+      const settled = this.#settled(candidates);
+      const ready = [
+        ...settled.filter((c) => !this.#unclaimable.has(c.rel)),
+        ...settled.filter((c) => this.#unclaimable.has(c.rel)),
+      ].slice(0, this.#options.maxFiles);
       report.waiting = candidates.length - ready.length;
       await forEachLimit(ready, this.#options.concurrency, (candidate) => this.#take(candidate, report));
       await this.#claims.tidy();
@@ -251,8 +265,16 @@ export class Inbox {
   async #take(candidate: Candidate, report: ScanReport): Promise<void> {
     // once PostgreSQL or the volume failed, the rest of this scan's files stay where they are
     if (this.#outage) return;
-    const claimed = await this.#claims.claim(candidate.rel);
+    let claimed: string | undefined;
+    try {
+      claimed = await this.#claims.claim(candidate.rel);
+    } catch (err) {
+      // e.g. EACCES: copied in as root into a folder the service cannot write; the rest go on
+      await this.#unclaimable.add(candidate.rel, err as NodeJS.ErrnoException);
+      return;
+    }
     if (!claimed) return;
+    this.#unclaimable.claimed(candidate.rel);
     let outcome: Outcome;
     try {
       outcome = await this.#ingest(claimed, candidate);

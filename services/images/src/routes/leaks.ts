@@ -2,14 +2,15 @@ import { ErrorResponse, httpError } from '@berth/service-kit';
 import type { FastifyInstance } from 'fastify';
 import { type Static, Type } from 'typebox';
 import { queryKey } from '../cursor.ts';
-import type { PairPosition, SimilarityReader } from '../db/analysis.ts';
 import type { ImageReader } from '../db/images.ts';
+import type { PairPosition, SimilarityReader } from '../db/similarity.ts';
 import { DatasetParams, Errors, Image } from '../schemas.ts';
-import { Distance } from './similar.ts';
+import { Distance, Threshold } from './similar.ts';
 
 /** GET /images/datasets/:name/leaks query. */
 export const LeaksQuery = Type.Object(
   {
+    threshold: Threshold,
     distance: Distance,
     split: Type.Optional(
       Type.Union([Type.Literal('test'), Type.Literal('val')], {
@@ -28,7 +29,8 @@ export const LeaksQuery = Type.Object(
 export const LeakPage = Type.Object({
   items: Type.Array(
     Type.Object({
-      distance: Type.Integer(),
+      distance: Type.Integer({ description: 'bits in which the closest of the two images’ perceptual hashes differ' }),
+      score: Type.Number({ description: 'the verification score, from the threshold to 1 (see docs/api.md)' }),
       image: Image,
       train: Image,
     }),
@@ -41,7 +43,7 @@ export const LeakPage = Type.Object({
 
 type LeaksInput = Static<typeof LeaksQuery>;
 
-const VERSION = 1;
+const VERSION = 2;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** An opaque cursor after a pair: base64url JSON of [version, query key, image id, train id]. */
@@ -69,7 +71,7 @@ function decodePair(cursor: string, key: string): PairPosition {
     throw httpError(
       400,
       'INVALID_CURSOR',
-      `Query parameter "cursor" belongs to a different query; repeat the same distance and split or drop it (got "${shown}")`,
+      `Query parameter "cursor" belongs to a different query; repeat the same threshold, distance and split or drop it (got "${shown}")`,
     );
   }
   if (typeof imageId !== 'string' || !UUID.test(imageId) || typeof trainId !== 'string' || !UUID.test(trainId)) {
@@ -89,7 +91,7 @@ export function leakRoutes(app: FastifyInstance, images: ImageReader, reader: Si
     {
       schema: {
         summary:
-          'Pairs of a test (or val) image and a train image of the data set whose perceptual hashes are within `distance` bits: a leak between splits; keyset pages',
+          'Pairs of a test (or val) image and a train image of the data set that are near-duplicates (verification score at least `threshold`): a leak between splits; keyset pages',
         params: DatasetParams,
         querystring: LeaksQuery,
         response: { 200: LeakPage, 404: ErrorResponse, ...Errors },
@@ -97,15 +99,15 @@ export function leakRoutes(app: FastifyInstance, images: ImageReader, reader: Si
     },
     async (request) => {
       const { name } = request.params;
-      const { distance, split, limit, cursor } = request.query;
-      const key = queryKey({ dataset: name, distance, split });
+      const { threshold, distance, split, limit, cursor } = request.query;
+      const key = queryKey({ dataset: name, threshold, distance, split });
       const after = cursor === undefined ? undefined : decodePair(cursor, key);
       if (!(await images.hasDataset(name))) {
         throw httpError(404, 'DATASET_NOT_FOUND', `Data set "${name}" holds no images`);
       }
       const splits = split === undefined ? ['test', 'val'] : [split];
       const [page, unanalysed] = await Promise.all([
-        reader.leaks(name, splits, distance, limit, after),
+        reader.leaks(name, splits, { threshold, distance }, limit, after),
         reader.unanalysed(name),
       ]);
       return {

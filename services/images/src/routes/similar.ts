@@ -2,25 +2,33 @@ import { ErrorResponse, httpError } from '@berth/service-kit';
 import type { FastifyInstance } from 'fastify';
 import { type Static, Type } from 'typebox';
 import { toHex } from '../analysis/dhash.ts';
-import type { SimilarityReader } from '../db/analysis.ts';
+import { DEFAULT_THRESHOLD, PAIR_FLOOR } from '../analysis/verify.ts';
+import type { SimilarityReader } from '../db/similarity.ts';
 import { Dataset, Errors, IdParams, Image } from '../schemas.ts';
 
-/** The widest search: with four bands, up to 11 differing bits is still at most 2 per band somewhere (migration 0003). */
-export const MAX_DISTANCE = 11;
-/** Resized or recompressed copies of a picture land within a few bits; unrelated pictures, 20 and more apart. */
-export const DEFAULT_DISTANCE = 6;
+/** The lowest threshold a request may set: the worker keeps pairs from there (docs/decisions/0112). */
+export const MIN_THRESHOLD = PAIR_FLOOR;
 
-/** How far a near-duplicate may be, in differing hash bits. */
+/** The verification score a near-duplicate reaches at least (docs/decisions/0111). */
+export const Threshold = Type.Number({
+  minimum: MIN_THRESHOLD,
+  maximum: 1,
+  default: DEFAULT_THRESHOLD,
+  description: `must be a number from ${MIN_THRESHOLD} to 1: the verification score a pair reaches at least (default ${DEFAULT_THRESHOLD}; lower finds more copies and more look-alikes)`,
+});
+
+/** At most how many bits the closest of two images' perceptual hashes may differ by: by default no limit. */
 export const Distance = Type.Integer({
   minimum: 0,
-  maximum: MAX_DISTANCE,
-  default: DEFAULT_DISTANCE,
-  description: `must be a whole number of differing hash bits from 0 to ${MAX_DISTANCE}`,
+  maximum: 64,
+  default: 64,
+  description: 'must be a whole number of differing hash bits from 0 to 64 (64, the default, sets no limit)',
 });
 
 /** GET /images/:id/similar query. */
 export const SimilarQuery = Type.Object(
   {
+    threshold: Threshold,
     distance: Distance,
     limit: Type.Integer({ minimum: 1, maximum: 100, default: 20, description: 'must be a whole number from 1 to 100' }),
     dataset: Type.Optional(Dataset),
@@ -36,19 +44,25 @@ export const SimilarQuery = Type.Object(
 /** Near-duplicates of an image. */
 export const SimilarPage = Type.Object({
   hash: Type.String({ description: 'the image’s 64-bit difference hash (dHash) in hex' }),
-  items: Type.Array(Type.Object({ distance: Type.Integer(), image: Image })),
+  items: Type.Array(
+    Type.Object({
+      distance: Type.Integer({ description: 'bits in which the closest of the two images’ perceptual hashes differ' }),
+      score: Type.Number({ description: 'the verification score, from the threshold to 1 (see docs/api.md)' }),
+      image: Image,
+    }),
+  ),
 });
 
 type SimilarInput = Static<typeof SimilarQuery>;
 
-/** GET /images/:id/similar: near-duplicates by perceptual hash, nearest first. */
+/** GET /images/:id/similar: verified near-duplicates, highest score first. */
 export function similarRoutes(app: FastifyInstance, reader: SimilarityReader) {
   app.get<{ Params: { id: string }; Querystring: SimilarInput }>(
     '/images/:id/similar',
     {
       schema: {
         summary:
-          'Images whose perceptual hash is within `distance` bits of this one’s, nearest first; in its own data set unless `dataset` or `scope=all` says otherwise',
+          'Near-duplicates of this image whose verification score reaches `threshold`, highest score first: in its own data set those the images-worker found; with `dataset` naming another data set or `scope=all`, searched at request time',
         params: IdParams,
         querystring: SimilarQuery,
         response: { 200: SimilarPage, 404: ErrorResponse, 409: ErrorResponse, ...Errors },
@@ -56,7 +70,7 @@ export function similarRoutes(app: FastifyInstance, reader: SimilarityReader) {
     },
     async (request) => {
       const id = request.params.id.toLowerCase();
-      const { distance, limit, dataset, scope } = request.query;
+      const { threshold, distance, limit, dataset, scope } = request.query;
       if (scope === 'all' && dataset !== undefined) {
         throw httpError(
           400,
@@ -69,15 +83,24 @@ export function similarRoutes(app: FastifyInstance, reader: SimilarityReader) {
       if (state.status === 'failed') {
         throw httpError(409, 'IMAGE_ANALYSIS_FAILED', `Image "${id}" could not be analysed: ${state.error}`);
       }
-      if (state.hash === null) {
+      if (state.hash === null || state.signature === null) {
         throw httpError(
           409,
           'IMAGE_NOT_ANALYSED',
           `Image "${id}" has not been analysed yet; try again once the images-worker has processed it`,
         );
       }
-      const searched = scope === 'all' ? undefined : (dataset ?? state.dataset);
-      const items = await reader.similar(state.hash, id, distance, limit, searched);
+      const closeness = { threshold, distance };
+      // in its own data set, the pairs the worker found; elsewhere, a search now
+      const items =
+        scope !== 'all' && (dataset === undefined || dataset === state.dataset)
+          ? await reader.pairs(id, closeness, limit)
+          : await reader.search(
+              { id, hash: state.hash, signature: state.signature },
+              closeness,
+              limit,
+              scope === 'all' ? undefined : dataset,
+            );
       return { hash: toHex(state.hash), items };
     },
   );
