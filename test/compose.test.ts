@@ -422,7 +422,12 @@ describe('docker-compose.yml', () => {
       for (const [key, value] of Object.entries(environmentOf(service))) {
         // a *_FILE variable names where a secret is mounted, not the secret
         if (secretName.test(key) && !key.endsWith('_FILE') && value !== '') {
-          assert.match(value, /^\$\{[A-Z0-9_]+((:?\?[^}]*)|:-)?\}$/, `${name}: ${key} must come from a variable`);
+          // a switch such as READS_REQUIRE_TOKEN may default to true or false: that is no secret
+          assert.match(
+            value,
+            /^\$\{[A-Z0-9_]+((:?\?[^}]*)|:-|:-true|:-false)?\}$/,
+            `${name}: ${key} must come from a variable`,
+          );
         }
         // interpolated with no variables set, a password that comes from a variable is empty
         const interpolated = environmentOf(compose.services[name] as ComposeService)[key] ?? '';
