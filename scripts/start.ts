@@ -17,6 +17,11 @@ import { prefixedLog } from './lib/log.ts';
 import { portAnswers, waitForHealth } from './lib/net.ts';
 
 const STOP_GRACE_MS = 10_000;
+/** First wait before a service that died is started again; doubles up to RESTART_MAX_MS. */
+const RESTART_FIRST_MS = 1000;
+const RESTART_MAX_MS = 30_000;
+/** A service that ran this long before it died starts again after the first wait. */
+const RESTART_RESET_MS = 60_000;
 const HEALTH_TIMEOUT_MS = 30_000;
 const SELF = 'berth';
 
@@ -87,14 +92,24 @@ function stopAll(exitCode: number): Promise<void> {
   return stopping;
 }
 
+/** How long to wait before each service's next start, as Compose's restart policy backs off. */
+const restartDelays = new Map<string, number>();
+
 function run(svc: NativeService): ChildProcess {
+  const startedAt = Date.now();
   // Its own process group: a terminal Ctrl-C reaches only this script, which then stops each child
   // once (the services treat a second signal as "exit now"). It runs where the image's WORKDIR is.
   const child = spawn(process.execPath, svc.args, {
     cwd: join(root, svc.cwd),
     // Node's compile cache keeps the compiled code of the services' modules between starts; module
-    // loading is most of a service's start-up time
-    env: { NODE_COMPILE_CACHE: join(root, '.data', 'node-compile-cache'), ...process.env, ...svc.env },
+    // loading is most of a service's start-up time. Services listen on loopback only, unless the
+    // Compose file says otherwise: a native run is for this machine.
+    env: {
+      NODE_COMPILE_CACHE: join(root, '.data', 'node-compile-cache'),
+      ...process.env,
+      HOST: '127.0.0.1',
+      ...svc.env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
@@ -108,8 +123,23 @@ function run(svc: NativeService): ChildProcess {
       say(`${svc.name} completed`);
       return;
     }
-    say(`${svc.name} exited unexpectedly (${signal ? `signal ${signal}` : `code ${code}`}); stopping the rest`);
-    void stopAll(1);
+    const how = signal ? `signal ${signal}` : `code ${code}`;
+    if (svc.oneShot) {
+      say(`${svc.name} exited unexpectedly (${how}); stopping the rest`);
+      void stopAll(1);
+      return;
+    }
+    // a server that dies is started again, as Compose's restart policy does; the rest keep running
+    const previous = restartDelays.get(svc.name);
+    const delay =
+      previous === undefined || Date.now() - startedAt >= RESTART_RESET_MS
+        ? RESTART_FIRST_MS
+        : Math.min(previous * 2, RESTART_MAX_MS);
+    restartDelays.set(svc.name, delay);
+    say(`${svc.name} exited unexpectedly (${how}); starting it again in ${delay / 1000} s`);
+    setTimeout(() => {
+      if (!stopping) run(svc);
+    }, delay);
   });
   children.set(svc.name, child);
   return child;

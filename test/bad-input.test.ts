@@ -7,22 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
-import { connect } from 'nats';
 import pg from 'pg';
 import { Agent, request } from 'undici';
 import { describeTail, Stack } from '../bench/lib/stack.ts';
-import { deleteKeys, plainRedis, testPrefix } from '../services/counter/test/helpers.ts';
-import { closedPort } from '../services/gateway/test/helpers.ts';
-import {
-  type TestDatabase as ImagesDatabase,
-  createTestDatabase as imagesDatabase,
-} from '../services/images/test/helpers/database.ts';
-import { deleteStream, NATS_URL, testStream } from '../services/images/test/helpers/events.ts';
 import { numberedPng } from '../services/images/test/helpers/images.ts';
-import {
-  type TestDatabase as JokesDatabase,
-  createTestDatabase as jokesDatabase,
-} from '../services/jokes/test/helpers/database.ts';
 import {
   brokenJson,
   encodePart,
@@ -34,13 +22,12 @@ import {
   truncatedMultipart,
   wrongContentType,
 } from './helpers/bad-input.ts';
+import { type BerthData, openBerthData, startBerthStack } from './helpers/berth-stack.ts';
 
 const TOKEN = 'bad-input-campaign-token-0123456789';
 const BATCH = 50;
 const BATCHES = 42;
 const SEED = Number(process.env.BAD_INPUT_SEED ?? Math.floor(Math.random() * 2 ** 31));
-const root = new URL('..', import.meta.url).pathname;
-const node = process.execPath;
 
 interface Sent {
   method: string;
@@ -53,62 +40,27 @@ interface Sent {
 
 describe('bad-input campaign through the gateway', () => {
   const stack = new Stack();
-  const prefix = testPrefix();
-  const stream = testStream();
   const agent = new Agent({ connections: 4, headersTimeout: 15_000, bodyTimeout: 15_000 });
-  let jokesDb: JokesDatabase;
-  let imagesDb: ImagesDatabase;
+  let data: BerthData | undefined;
+  let prefix: string;
+  let redis: BerthData['redis'];
   let jokesPool: pg.Pool;
   let imagesPool: pg.Pool;
   let dir: string;
   let base: string;
-  const redis = plainRedis();
   const known: Record<string, string> = {};
 
   before(async () => {
-    [jokesDb, imagesDb] = await Promise.all([jokesDatabase(), imagesDatabase()]);
-    jokesPool = new pg.Pool({ connectionString: jokesDb.url, max: 1 });
-    imagesPool = new pg.Pool({ connectionString: imagesDb.url, max: 1 });
+    data = await openBerthData();
+    ({ prefix, redis } = data);
+    jokesPool = new pg.Pool({ connectionString: data.jokes.url, max: 1 });
+    imagesPool = new pg.Pool({ connectionString: data.images.url, max: 1 });
     dir = await mkdtemp(join(tmpdir(), 'berth-bad-input-'));
-    const [counterPort, jokesPort, imagesPort, gatewayPort] = await Promise.all([
-      closedPort(),
-      closedPort(),
-      closedPort(),
-      closedPort(),
-    ]);
-    const common = { HOST: '127.0.0.1', LOG_LEVEL: 'warn' };
-    const start = (name: string, port: number, env: Record<string, string>) =>
-      stack.start({
-        name,
-        command: node,
-        args: [`services/${name}/src/main.ts`],
-        cwd: root,
-        env: { ...common, PORT: String(port), ...env },
-        readyUrl: `http://127.0.0.1:${port}/readyz`,
-        // generous: a busy machine takes its time to load four processes; the campaign is timed apart from it
-        readyTimeoutMs: 120_000,
-      });
-    await Promise.all([
-      start('counter', counterPort, { REDIS_KEY_PREFIX: `${prefix}counter:` }),
-      start('jokes', jokesPort, { DATABASE_URL: jokesDb.url }),
-      start('images', imagesPort, {
-        DATABASE_URL: imagesDb.url,
-        IMAGES_DIR: dir,
-        NATS_URL,
-        EVENTS_STREAM: stream.name,
-        EVENTS_SUBJECT_PREFIX: stream.subjectPrefix,
-        MAX_UPLOAD_BYTES: String(1024 * 1024),
-      }),
-    ]);
-    await start('gateway', gatewayPort, {
-      COUNTER_URL: `http://127.0.0.1:${counterPort}`,
-      JOKES_URL: `http://127.0.0.1:${jokesPort}`,
-      IMAGES_URL: `http://127.0.0.1:${imagesPort}`,
-      API_TOKENS: TOKEN,
-      RATE_LIMIT_MAX: '1000000',
-      RATE_LIMIT_KEY_PREFIX: `${prefix}ratelimit:`,
+    base = await startBerthStack(stack, data, {
+      imagesDir: dir,
+      images: { MAX_UPLOAD_BYTES: String(1024 * 1024) },
+      gateway: { API_TOKENS: TOKEN, RATE_LIMIT_MAX: '1000000' },
     });
-    base = `http://127.0.0.1:${gatewayPort}`;
 
     // something for the valid ids to point at
     const auth = { authorization: `Bearer ${TOKEN}` };
@@ -128,12 +80,7 @@ describe('bad-input campaign through the gateway', () => {
     await stack.stop();
     await agent.close();
     await Promise.all([jokesPool?.end(), imagesPool?.end()]);
-    await Promise.all([jokesDb?.drop(), imagesDb?.drop(), rm(dir, { recursive: true, force: true })]);
-    await deleteKeys(redis, prefix);
-    await redis.quit();
-    const nc = await connect({ servers: NATS_URL });
-    await deleteStream(nc, stream.name).catch(() => {});
-    await nc.close();
+    await Promise.all([data?.close(), rm(dir, { recursive: true, force: true })]);
   });
 
   /** Everything a refused write must leave as it was: jokes, images, import jobs and counters. */

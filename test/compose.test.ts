@@ -288,8 +288,13 @@ describe('docker-compose.yml', () => {
   test('NATS runs JetStream on the nats-data volume with monitoring for its healthcheck only', () => {
     const nats = compose.services.nats as ComposeService;
     assert.match(nats.image ?? '', /^nats:2[\w.-]*-alpine$/);
-    assert.deepEqual(nats.command, ['-js', '-sd', '/data', '-m', '8222']);
+    assert.deepEqual(nats.command, ['-c', '/etc/nats/berth.conf']);
     assert.ok((nats.volumes as string[] | undefined)?.includes('nats-data:/data'));
+    assert.ok((nats.volumes as string[] | undefined)?.includes('./infra/nats/berth.conf:/etc/nats/berth.conf:ro'));
+    // every write on disk before the PubAck the outbox relies on
+    const conf = readFileSync(join(root, 'infra', 'nats', 'berth.conf'), 'utf8');
+    assert.match(conf, /^jetstream \{\n {2}store_dir: \/data\n {2}sync_interval: always\n\}$/m);
+    assert.match(conf, /^http_port: 8222$/m);
     assert.deepEqual(nats.healthcheck?.test, [
       'CMD',
       'wget',
@@ -417,7 +422,12 @@ describe('docker-compose.yml', () => {
       for (const [key, value] of Object.entries(environmentOf(service))) {
         // a *_FILE variable names where a secret is mounted, not the secret
         if (secretName.test(key) && !key.endsWith('_FILE') && value !== '') {
-          assert.match(value, /^\$\{[A-Z0-9_]+((:?\?[^}]*)|:-)?\}$/, `${name}: ${key} must come from a variable`);
+          // a switch such as READS_REQUIRE_TOKEN may default to true or false: that is no secret
+          assert.match(
+            value,
+            /^\$\{[A-Z0-9_]+((:?\?[^}]*)|:-|:-true|:-false)?\}$/,
+            `${name}: ${key} must come from a variable`,
+          );
         }
         // interpolated with no variables set, a password that comes from a variable is empty
         const interpolated = environmentOf(compose.services[name] as ComposeService)[key] ?? '';

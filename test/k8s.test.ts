@@ -23,6 +23,7 @@ const MODEL_MODULES: Record<string, string> = {
   'apps/v1': 'kubernetes-models/apps/v1',
   'batch/v1': 'kubernetes-models/batch/v1',
   'autoscaling/v2': 'kubernetes-models/autoscaling/v2',
+  'networking.k8s.io/v1': 'kubernetes-models/networking.k8s.io/v1',
 };
 
 /** kustomization.yaml read as kustomize reads a base that only lists resources. */
@@ -187,6 +188,51 @@ describe('infra/k8s kustomize base', () => {
     }
   });
 
+  /** True when a label selector (matchLabels and In expressions) selects these labels. */
+  function selects(selector: Manifest, labels: Record<string, string>): boolean {
+    const exact = Object.entries(selector.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
+    const expressions = (selector.matchExpressions ?? []).every(
+      (e: Manifest) => e.operator === 'In' && e.values.includes(labels[e.key]),
+    );
+    return exact && expressions;
+  }
+
+  test('NetworkPolicies let only the gateway reach the services, and Prometheus their metrics', () => {
+    const policies = byKind('NetworkPolicy');
+    const pods = [...deployments, ...byKind('Job')].map((o) => [id(o), o.spec.template.metadata.labels] as const);
+    const fromGateway = (peer: Manifest) =>
+      peer.namespaceSelector === undefined && peer.podSelector?.matchLabels?.['app.kubernetes.io/name'] === 'gateway';
+    const fromPrometheus = (peer: Manifest) =>
+      peer.podSelector?.matchLabels?.['app.kubernetes.io/name'] === 'prometheus';
+    for (const [name, labels] of pods) {
+      const mine = policies.filter((p) => selects(p.spec.podSelector, labels));
+      assert.ok(
+        mine.some((p) => p.spec.policyTypes.includes('Ingress')),
+        `${name}: no NetworkPolicy limits who connects`,
+      );
+      const rules = mine.flatMap((p) => p.spec.ingress ?? []);
+      if (labels['app.kubernetes.io/name'] === 'gateway') {
+        assert.ok(
+          rules.some((r: Manifest) => r.from === undefined),
+          `${name}: clients reach the gateway`,
+        );
+        continue;
+      }
+      for (const rule of rules) {
+        assert.ok(rule.from?.length > 0, `${name}: a rule lets anyone in`);
+        for (const peer of rule.from) {
+          assert.ok(fromGateway(peer) || fromPrometheus(peer), `${name}: lets in ${JSON.stringify(peer)}`);
+        }
+      }
+      const service = ['counter', 'jokes', 'images'].includes(labels['app.kubernetes.io/name']);
+      assert.equal(
+        rules.some((r: Manifest) => r.from.some(fromGateway)),
+        service,
+        `${name}: the gateway ${service ? 'reaches' : 'does not reach'} it`,
+      );
+    }
+  });
+
   test('secrets reach the pods only as files, and the database URLs carry no password', () => {
     for (const { object } of objects) {
       if (object.kind === 'Secret') continue;
@@ -205,6 +251,7 @@ describe('infra/k8s/nats-values.yaml', () => {
     assert.equal(values.config.jetstream.enabled, true);
     assert.equal(values.config.jetstream.fileStore.enabled, true);
     assert.equal(values.config.jetstream.fileStore.pvc.enabled, true);
+    assert.equal(values.config.jetstream.merge.sync_interval, 'always', 'fsync before every PubAck');
     assert.ok(configMap.data.NATS_URL.startsWith('nats://nats:'), 'berth-config points at the release "nats"');
   });
 });

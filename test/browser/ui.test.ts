@@ -124,7 +124,7 @@ describe('the web page in Chromium against the whole stack', () => {
     await open('#/settings');
     await page.getByLabel('API token').fill(stack.token);
     await page.getByRole('button', { name: 'Save' }).click();
-    await page.getByText('Token saved in this browser.').waitFor(WAIT);
+    await page.getByText('Saved the API token in this browser.').waitFor(WAIT);
     await page.reload();
     assert.equal(await page.getByLabel('API token').inputValue(), stack.token);
     assert.equal(await page.getByLabel('API token').getAttribute('type'), 'password');

@@ -1,4 +1,4 @@
-import { getToken } from './settings.ts';
+import { getReadToken, getToken } from './settings.ts';
 
 /** What went wrong with a call, in words a person can act on. */
 export class ApiError extends Error {
@@ -47,8 +47,8 @@ async function errorFrom(res: Response): Promise<ApiError> {
     // not JSON: a proxy in between, or an empty answer
   }
   let message = body.message ?? `${res.status} ${res.statusText}`;
-  if (res.status === 401) message = `${message}. Set the API token in Settings to make changes`;
-  if (res.status === 403) message = `${message}. Check the API token in Settings`;
+  if (res.status === 401) message = `${message}. Set the API token in Settings`;
+  if (res.status === 403) message = `${message}. Check the API tokens in Settings`;
   return new ApiError(res.status, body.code ?? '', message);
 }
 
@@ -63,10 +63,9 @@ export async function call<T>(path: string, options: CallOptions = {}): Promise<
   } else if (options.form) {
     body = options.form;
   }
-  if (method !== 'GET') {
-    const token = getToken();
-    if (token) headers.authorization = `Bearer ${token}`;
-  }
+  // writes carry the write token; reads the read token, when the gateway asks for one
+  const token = method === 'GET' ? getReadToken() : getToken();
+  if (token) headers.authorization = `Bearer ${token}`;
   let res: Response;
   try {
     res = await fetch(path, { method, headers, body, signal: options.signal });

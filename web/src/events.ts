@@ -1,4 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
+import { readUrl } from './settings.ts';
 import type { ImageEvent } from './types.ts';
 
 /** Where the live feed stands: connecting, receiving, or down (retrying). */
@@ -58,7 +59,7 @@ class Feed {
 
   #open() {
     if (this.#source || this.#timer) return;
-    const source = new EventSource(this.#last ? `/images/events?since=${this.#last}` : '/images/events');
+    const source = new EventSource(readUrl(this.#last ? `/images/events?since=${this.#last}` : '/images/events'));
     this.#source = source;
     this.#setState('connecting');
     source.onopen = () => {

@@ -1,4 +1,5 @@
 import { api } from './api.ts';
+import { readUrl } from './settings.ts';
 
 /** The size the gallery shows thumbnails at, in CSS pixels. */
 export const THUMBNAIL_SIZE = 128;
@@ -14,7 +15,7 @@ interface ThumbnailBatch {
 
 /** One image's thumbnail on its own: for images that arrive one at a time, and those a batch left out. */
 export function thumbnailUrl(id: string, size = THUMBNAIL_SIZE): string {
-  return `/images/${id}/thumbnail?size=${size}`;
+  return readUrl(`/images/${id}/thumbnail?size=${size}`);
 }
 
 /**

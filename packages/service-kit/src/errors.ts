@@ -33,10 +33,38 @@ interface ValidationIssue {
   parentSchema?: { description?: string };
 }
 
-/** Strings in quotes, anything else as JSON, so "2" and 2 read differently in a message. */
+/** How much of a value a message quotes. */
+const QUOTE_CHARS = 80;
+
+/**
+ * Strings in quotes, anything else as JSON, so "2" and 2 read differently in a message; at most
+ * about QUOTE_CHARS characters and a few levels deep, so a huge or deeply nested value costs
+ * little and is not echoed whole.
+ */
 function quote(value: unknown): string {
-  if (typeof value !== 'string') return JSON.stringify(value);
-  return `"${value.length > 80 ? `${value.slice(0, 77)}...` : value}"`;
+  if (typeof value === 'string') return `"${value.length > QUOTE_CHARS ? `${value.slice(0, 77)}...` : value}"`;
+  const text = brief(value, 0);
+  return text.length > QUOTE_CHARS ? `${text.slice(0, 77)}...` : text;
+}
+
+/** A JSON-like preview of a parsed JSON value that stops once it is long or deep enough. */
+function brief(value: unknown, depth: number): string {
+  if (typeof value === 'string')
+    return JSON.stringify(value.length > QUOTE_CHARS ? value.slice(0, QUOTE_CHARS) : value);
+  if (value === null || typeof value !== 'object') return String(JSON.stringify(value));
+  const array = Array.isArray(value);
+  const [open, close] = array ? ['[', ']'] : ['{', '}'];
+  if (depth >= 4) return `${open}...${close}`;
+  const keys = array ? [] : Object.keys(value);
+  const count = array ? value.length : keys.length;
+  let text = open;
+  for (let i = 0; i < count; i += 1) {
+    if (text.length > QUOTE_CHARS) return `${text}...`;
+    const item = array ? value[i] : (value as Record<string, unknown>)[keys[i] as string];
+    const key = array ? '' : `${JSON.stringify(keys[i])}:`;
+    text += `${i > 0 ? ',' : ''}${key}${brief(item, depth + 1)}`;
+  }
+  return text + close;
 }
 
 const WHERE: Record<string, string> = {
@@ -81,6 +109,15 @@ function errorName(statusCode: number): string {
   return STATUS_CODES[statusCode] ?? 'Error';
 }
 
+/** True when the error, or one it was caused by, is a file system out of space (or over its quota). */
+export function isNoSpace(err: unknown): boolean {
+  for (let e = err as { code?: string; cause?: unknown } | undefined, depth = 0; e && depth < 5; depth += 1) {
+    if (e.code === 'ENOSPC' || e.code === 'EDQUOT') return true;
+    e = e.cause as typeof e;
+  }
+  return false;
+}
+
 /**
  * The shared error handler: 4xx keep their message (validation errors rewritten to name the field),
  * 5xx are logged in full and answered without internals unless they were raised on purpose.
@@ -93,10 +130,19 @@ export function errorHandler(this: FastifyInstance, error: FastifyError, request
     const message = first ? describeValidation(context, first) : error.message;
     return reply.code(400).send({ statusCode: 400, code: 'VALIDATION_ERROR', error: 'Bad Request', message });
   }
+  if (isNoSpace(error)) {
+    request.log.error({ err: error }, 'no space left on the storage; free some or add more');
+    return reply.code(507).send({
+      statusCode: 507,
+      code: 'INSUFFICIENT_STORAGE',
+      error: errorName(507),
+      message: 'The service has no space left on its storage to keep this; retry once space has been freed',
+    });
+  }
   if (statusCode >= 500) {
     const deliberate = (error as { expose?: boolean }).expose === true;
     request.log[deliberate ? 'warn' : 'error']({ err: error }, 'request failed');
-    if (statusCode === 503) reply.header('retry-after', '1');
+    if (statusCode === 503 && !reply.hasHeader('retry-after')) reply.header('retry-after', '1');
     return reply.code(statusCode).send({
       statusCode,
       code: deliberate ? error.code : 'INTERNAL_ERROR',

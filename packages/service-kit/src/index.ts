@@ -7,10 +7,11 @@ export {
   errorHandler,
   HttpError,
   httpError,
+  isNoSpace,
   notFoundHandler,
 } from './errors.ts';
 export { advisory, type CheckResult, type ReadinessCheck, registerHealth, runCheck, runChecks } from './health.ts';
-export { loggerOptions, QuietRequestLog, requestId } from './logger.ts';
+export { loggerOptions, logUrl, QuietRequestLog, requestId } from './logger.ts';
 export { registerMetrics } from './metrics.ts';
 export {
   databaseName,

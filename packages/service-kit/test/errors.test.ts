@@ -190,3 +190,38 @@ describe('describeValidation', () => {
     assert.equal(message, `Body field "name" is too long (got "${'x'.repeat(77)}...")`);
   });
 });
+
+describe('shared error handler against hostile bodies, over HTTP', () => {
+  let app: FastifyInstance;
+  let base: string;
+  before(async () => {
+    app = buildDemo();
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const address = app.server.address() as { port: number };
+    base = `http://127.0.0.1:${address.port}`;
+  });
+  after(() => app.close());
+
+  const post = (body: string) =>
+    fetch(`${base}/things`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+
+  test('deeply nested JSON gets a 400 naming the field, not a 500', async () => {
+    const depth = 200_000;
+    const res = await post(`{"name":"cat","box":{"depth":${'['.repeat(depth)}${']'.repeat(depth)}}}`);
+    assert.equal(res.status, 400);
+    const body = (await res.json()) as { code: string; message: string };
+    assert.equal(body.code, 'VALIDATION_ERROR');
+    assert.match(body.message, /^Body field "box\.depth" must be a whole number of at least 1 \(got \[\[\[/);
+    assert.ok(body.message.length < 200, `message of ${body.message.length} characters`);
+  });
+
+  test('a 1 MB value is quoted in a few characters, not echoed whole', async () => {
+    // just under the 1 MiB body limit
+    const big = Array.from({ length: 150_000 }, (_, i) => i);
+    const res = await post(JSON.stringify({ name: 'cat', box: { depth: big } }));
+    assert.equal(res.status, 400);
+    const text = await res.text();
+    assert.ok(text.length < 400, `answer of ${text.length} bytes`);
+    assert.match(JSON.parse(text).message, /\(got \[0,1,2,.*\.\.\.\]?\)$/);
+  });
+});

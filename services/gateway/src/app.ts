@@ -1,10 +1,11 @@
-import { createService, type HttpError } from '@berth/service-kit';
+import { ConfigError, createService, type HttpError } from '@berth/service-kit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
-import { tokenCheck } from './auth.ts';
+import { requireScope, tokenCheck } from './auth.ts';
 import { CircuitBreaker as Breaker, type CircuitBreaker } from './breaker.ts';
 import { type GatewayConfig, type Upstream, upstreams } from './config.ts';
 import { allowOrigins, parseOrigins } from './cors.ts';
+import { StreamSlots } from './event-streams.ts';
 import {
   bodyLimits,
   checkTimeouts,
@@ -22,7 +23,7 @@ import { proxyRoutes } from './routes/proxy.ts';
 import { uiRoutes } from './routes/ui.ts';
 import { securityHeaders } from './security-headers.ts';
 import { TokenChecker } from './tokens.ts';
-import { parseTrustedProxies } from './trusted-proxies.ts';
+import { broadEntries, parseTrustedProxies } from './trusted-proxies.ts';
 
 /** What the gateway is given rather than builds: secrets and shared clients, closed with the app. */
 export interface GatewayDeps {
@@ -104,10 +105,19 @@ export function buildApp(config: GatewayConfig, deps: GatewayDeps = {}) {
       include: (url) => GATEWAY_ROUTES.has(url),
     },
   });
+  const streams = new StreamSlots(config.EVENT_STREAMS_MAX, config.EVENT_STREAMS_PER_CLIENT);
   const metrics = gatewayMetrics(
     app.metrics,
     list.filter((u) => u.url).map((u) => u.name),
+    () => streams.open,
   );
+  const broad = broadEntries(trustProxy);
+  if (broad.length > 0) {
+    app.log.warn(
+      { trustedProxies: broad },
+      `TRUSTED_PROXIES trusts the ranges "${broad.join('", "')}": any host in them can set X-Forwarded-For and so pick the address it is rate-limited and logged as; list only your proxies' own addresses`,
+    );
+  }
   const headers = config.SECURITY_HEADERS_ENABLED ? securityHeaders(app) : undefined;
   if (headers) headersForRawAnswers = headers.read;
   app.addHook('onRequest', function firstChecks(request, reply, done) {
@@ -146,7 +156,23 @@ export function buildApp(config: GatewayConfig, deps: GatewayDeps = {}) {
       return refused;
     });
   }
-  if (checker) checks.push(tokenCheck(checker));
+  const [limit] = checks;
+  if (limit) {
+    // /readyz asks every upstream, so it counts against the client's budget like a forwarded request
+    app.addHook('onRequest', function limitReadiness(request, reply, done) {
+      done(request.routeOptions.url === '/readyz' ? limit(request, reply) : undefined);
+    });
+  }
+  if (checker) {
+    checks.push(tokenCheck(checker, { reads: config.READS_REQUIRE_TOKEN }));
+    if (config.METRICS_REQUIRE_TOKEN) {
+      app.addHook('onRequest', function metricsToken(request, reply, done) {
+        done(request.routeOptions.url === '/metrics' ? requireScope(checker, request, reply, 'admin') : undefined);
+      });
+    }
+  } else if (config.READS_REQUIRE_TOKEN || config.METRICS_REQUIRE_TOKEN) {
+    throw new ConfigError('READS_REQUIRE_TOKEN and METRICS_REQUIRE_TOKEN need AUTH_ENABLED on');
+  }
   const guard = guardHook(checks);
   proxyRoutes(app, list, config, {
     guard(scope) {
@@ -154,6 +180,7 @@ export function buildApp(config: GatewayConfig, deps: GatewayDeps = {}) {
     },
     breakerFor: circuitBreakers(app, config, metrics),
     bodyLimit: bodyLimits(config),
+    streams,
   });
   uiRoutes(app, config.UI_DIR);
 

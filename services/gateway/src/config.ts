@@ -20,6 +20,9 @@ export const GatewayEnv = Type.Object({
   UPSTREAM_CONNECT_TIMEOUT_MS: Type.Integer({ minimum: 50, maximum: 60_000, default: 2000 }),
   UPSTREAM_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 30_000 }),
   UPSTREAM_RETRY: Type.Boolean({ default: true }),
+  // long-lived event streams: their own connections to the upstream, capped in all and per client
+  EVENT_STREAMS_MAX: Type.Integer({ minimum: 1, maximum: 100_000, default: 512 }),
+  EVENT_STREAMS_PER_CLIENT: Type.Integer({ minimum: 1, maximum: 10_000, default: 8 }),
   READY_TIMEOUT_MS: Type.Integer({ minimum: 50, maximum: 10_000, default: 1000 }),
   // the services' OpenAPI documents are fetched at start and then this often; 0 only while one is missing
   OPENAPI_REFRESH_MS: Type.Integer({ minimum: 0, maximum: 86_400_000, default: 300_000 }),
@@ -32,6 +35,10 @@ export const GatewayEnv = Type.Object({
   AUTH_ENABLED: Type.Boolean({ default: true }),
   API_TOKENS: Type.String({ default: '' }),
   API_TOKENS_FILE: Type.String({ default: '' }),
+  // reads too need a token of the "read" scope (a server); off, reads are open (a laptop)
+  READS_REQUIRE_TOKEN: Type.Boolean({ default: false }),
+  // GET /metrics needs a token of the "admin" scope
+  METRICS_REQUIRE_TOKEN: Type.Boolean({ default: false }),
 
   // per-client rate limit, counted in Redis so it holds across replicas
   RATE_LIMIT_ENABLED: Type.Boolean({ default: true }),
@@ -72,6 +79,10 @@ export interface Upstream {
   url: string;
   /** Paths forwarded as they are. */
   routes: string[];
+  /** Paths whose GET is a long-lived event stream: own connections, caps, no idle timeouts. */
+  streams: string[];
+  /** Paths whose answers may take long by their nature (made on request); a timeout there is no sign of a sick upstream. */
+  slow?: RegExp;
   /** The variable that sets url, for messages. */
   env: string;
 }
@@ -80,8 +91,21 @@ export interface Upstream {
 export function upstreams(config: GatewayConfig): Upstream[] {
   const trim = (url: string) => url.replace(/\/$/, '');
   return [
-    { name: 'counter', url: trim(config.COUNTER_URL), routes: ['/', '/counter', '/counter/*'], env: 'COUNTER_URL' },
-    { name: 'jokes', url: trim(config.JOKES_URL), routes: ['/jokes', '/jokes/*'], env: 'JOKES_URL' },
-    { name: 'images', url: trim(config.IMAGES_URL), routes: ['/images', '/images/*'], env: 'IMAGES_URL' },
+    {
+      name: 'counter',
+      url: trim(config.COUNTER_URL),
+      routes: ['/', '/counter', '/counter/*'],
+      streams: [],
+      env: 'COUNTER_URL',
+    },
+    { name: 'jokes', url: trim(config.JOKES_URL), routes: ['/jokes', '/jokes/*'], streams: [], env: 'JOKES_URL' },
+    {
+      name: 'images',
+      url: trim(config.IMAGES_URL),
+      routes: ['/images', '/images/*'],
+      streams: ['/images/events'],
+      slow: /^\/images\/(?:thumbnails|[^/?]+\/thumbnail)(?:[/?]|$)/,
+      env: 'IMAGES_URL',
+    },
   ];
 }

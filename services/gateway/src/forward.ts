@@ -3,8 +3,10 @@ import { Readable } from 'node:stream';
 import { HttpError, httpError } from '@berth/service-kit';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Pool } from 'undici';
+import { withoutQueryToken } from './auth.ts';
 import type { CircuitBreaker } from './breaker.ts';
 import type { GatewayConfig, Upstream } from './config.ts';
+import { RETRY_AFTER_S, type StreamSlots } from './event-streams.ts';
 import { type BodyLimit, bodyTooLarge, capped } from './limits.ts';
 
 /** Headers that describe one connection, not the message; never forwarded (RFC 9110 section 7.6.1). */
@@ -19,6 +21,12 @@ const HOP_BY_HOP = new Set([
   'transfer-encoding',
   'upgrade',
 ]);
+
+/**
+ * Request headers that are also left out: Expect asks the next hop for a 100 Continue, which Node's
+ * server has already sent the client; the upstream gets the body at once (undici refuses Expect).
+ */
+const REQUEST_ONLY = new Set([...HOP_BY_HOP, 'expect']);
 
 /** Answers up to this size are read whole and written in one go; larger ones stream through. */
 const BUFFER_LIMIT = 256 * 1024;
@@ -59,7 +67,7 @@ function requestHeaders(request: FastifyRequest): IncomingHttpHeaders {
   const out: IncomingHttpHeaders = {};
   const given = request.headers;
   for (const name in given) {
-    if (!HOP_BY_HOP.has(name)) out[name] = given[name];
+    if (!REQUEST_ONLY.has(name)) out[name] = given[name];
   }
   const peer = request.socket.remoteAddress ?? '';
   const chain = request.ip !== peer ? given['x-forwarded-for'] : undefined;
@@ -84,17 +92,24 @@ function copyResponseHeaders(reply: FastifyReply, headers: IncomingHttpHeaders) 
 export interface ForwarderOptions {
   breaker?: CircuitBreaker;
   bodyLimit: (upstream: Upstream, request: FastifyRequest) => BodyLimit;
+  /**
+   * Set for an event-stream route: the forwarder gets its own pool of EVENT_STREAMS_MAX connections
+   * (so streams never hold the ones ordinary requests use), each stream takes one of these places
+   * first, and neither the client's idle timeout nor the upstream's body timeout applies.
+   */
+  streams?: StreamSlots;
 }
 
 /** A forwarder for one upstream: its own keep-alive pool and the route handler that uses it. */
 export function createForwarder(upstream: Upstream, config: GatewayConfig, options: ForwarderOptions) {
+  const slots = options.streams;
   const pool = new Pool(upstream.url, {
-    connections: config.UPSTREAM_CONNECTIONS,
-    pipelining: config.UPSTREAM_PIPELINING,
-    keepAliveTimeout: 60_000,
+    connections: slots ? config.EVENT_STREAMS_MAX : config.UPSTREAM_CONNECTIONS,
+    pipelining: slots ? 1 : config.UPSTREAM_PIPELINING,
+    keepAliveTimeout: slots ? 4_000 : 60_000,
     connect: { timeout: config.UPSTREAM_CONNECT_TIMEOUT_MS },
     headersTimeout: config.UPSTREAM_TIMEOUT_MS,
-    bodyTimeout: config.UPSTREAM_TIMEOUT_MS,
+    bodyTimeout: slots ? 0 : config.UPSTREAM_TIMEOUT_MS,
   });
 
   const timeoutMs = config.UPSTREAM_TIMEOUT_MS;
@@ -106,10 +121,20 @@ export function createForwarder(upstream: Upstream, config: GatewayConfig, optio
     return upstreamFailure(upstream, err, timeoutMs);
   };
 
-  /** Tells the breaker how a call that got no answer ended. */
-  const noAnswer = (err: Error & { code?: string }) => {
+  /**
+   * Tells the breaker how a call that got no answer ended. A timeout of a request that carries a
+   * body (an upload, an import) or of a path that is slow by its nature (a thumbnail made on
+   * request) says something about the request, not the upstream: it counts neither way.
+   */
+  const noAnswer = (request: FastifyRequest, err: Error & { code?: string }) => {
     if (!breaker) return;
-    if (BREAKS_CIRCUIT.has(err.code ?? '')) breaker.failure();
+    const code = err.code ?? '';
+    const costly =
+      TIMED_OUT.has(code) &&
+      ((request.headers['content-length'] ?? '0') !== '0' ||
+        request.headers['transfer-encoding'] !== undefined ||
+        upstream.slow?.test(request.url) === true);
+    if (BREAKS_CIRCUIT.has(code) && !costly) breaker.failure();
     else breaker.neutral();
   };
 
@@ -145,11 +170,19 @@ export function createForwarder(upstream: Upstream, config: GatewayConfig, optio
       body = Readable.from(capped(raw, bodyLimit(upstream, request)), { objectMode: false });
     }
     if (breaker && !breaker.allow()) return circuitOpen(reply);
+    if (slots) {
+      const release = slots.acquire(request.ip);
+      if (typeof release !== 'function') {
+        reply.header('retry-after', String(RETRY_AFTER_S));
+        return Promise.reject(release);
+      }
+      reply.raw.once('close', release);
+      // an event stream stays open for as long as the client listens
+      raw.socket.setTimeout(0);
+    }
     const retryable = retry && body === null && (method === 'GET' || method === 'HEAD');
-    // an event stream stays open for as long as the client listens
-    const eventStream = raw.headers.accept?.includes('text/event-stream') === true;
-    if (eventStream) raw.socket.setTimeout(0);
     const headers = requestHeaders(request);
+    const path = withoutQueryToken(request.url);
     return new Promise((resolve, reject) => {
       const send = (attempt: number) => {
         let chunks: Buffer[] | undefined;
@@ -157,11 +190,10 @@ export function createForwarder(upstream: Upstream, config: GatewayConfig, optio
         let relayed: IncomingHttpHeaders | undefined;
         pool.dispatch(
           {
-            path: request.url,
+            path,
             method: method as 'GET',
             headers,
             body,
-            bodyTimeout: eventStream ? 0 : timeoutMs,
           },
           {
             onRequestStart() {},
@@ -204,7 +236,7 @@ export function createForwarder(upstream: Upstream, config: GatewayConfig, optio
                 send(1);
                 return;
               } else {
-                noAnswer(err);
+                noAnswer(request, err);
               }
               if (err instanceof HttpError) {
                 // the body went over its limit while it streamed

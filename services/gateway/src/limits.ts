@@ -53,8 +53,18 @@ export function hasDotSegment(path: string): boolean {
     .some((segment) => segment === '..' || segment === '.');
 }
 
-/** Refuses over-long URLs (414) and paths that could climb out of their prefix (400). */
+/**
+ * Refuses request targets that are not a path (`OPTIONS *`, absolute URLs: the gateway is no
+ * forward proxy), over-long URLs (414) and paths that could climb out of their prefix (400).
+ */
 export function requestTargetError(url: string, maxUrlBytes: number): HttpError | undefined {
+  if (!url.startsWith('/')) {
+    return httpError(
+      400,
+      'INVALID_REQUEST_TARGET',
+      `Request target "${url.slice(0, 200)}" is not a path; send one that starts with "/"`,
+    );
+  }
   if (url.length > maxUrlBytes) {
     return httpError(
       414,

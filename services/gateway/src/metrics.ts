@@ -12,7 +12,15 @@ export interface GatewayMetrics {
 }
 
 /** Registers the series on the app's registry; every deployed upstream starts with a closed circuit. */
-export function gatewayMetrics(registry: Registry, upstreams: string[]): GatewayMetrics {
+export function gatewayMetrics(registry: Registry, upstreams: string[], openStreams = () => 0): GatewayMetrics {
+  new Gauge({
+    name: 'gateway_event_streams',
+    help: 'Event streams this gateway holds open now (EVENT_STREAMS_MAX at most)',
+    registers: [registry],
+    collect() {
+      this.set(openStreams());
+    },
+  });
   const state = new Gauge({
     name: 'gateway_circuit_state',
     help: 'Circuit breaker state per upstream: 0 closed, 1 half-open, 2 open',

@@ -15,10 +15,41 @@ export interface TokenSource {
   from: 'API_TOKENS' | 'API_TOKENS_FILE' | 'generated';
 }
 
-/** Splits a token list (commas, spaces or new lines) and refuses tokens too short or not sendable as Bearer. */
+/** What a token may do. Each implies the ones after it: admin (/metrics when it needs a token), write, read. */
+export type Scope = 'admin' | 'write' | 'read';
+const SCOPES: Scope[] = ['admin', 'write', 'read'];
+
+/** A token with what it may do: `read:<token>`, `read+write:<token>`; a bare token may do everything. */
+export interface ScopedToken {
+  token: string;
+  scopes: Set<Scope>;
+}
+
+/** Reads one API_TOKENS entry: `[scope[+scope]:]token`. */
+export function scopedToken(entry: string, where: string): ScopedToken {
+  const colon = entry.indexOf(':');
+  if (colon < 0) return { token: entry, scopes: new Set(SCOPES) };
+  const scopes = new Set<Scope>();
+  for (const name of entry.slice(0, colon).split('+')) {
+    const at = SCOPES.indexOf(name as Scope);
+    if (at < 0) {
+      throw new ConfigError(
+        `${where} gives a token the scope "${name.slice(0, 20)}"; scopes are ${SCOPES.join(', ')}, written as read+write:<token>`,
+      );
+    }
+    for (const implied of SCOPES.slice(at)) scopes.add(implied);
+  }
+  return { token: entry.slice(colon + 1), scopes };
+}
+
+/**
+ * Splits a token list (commas, spaces or new lines) and refuses tokens too short or not sendable as
+ * Bearer; each entry may start with its scopes (`read:<token>`).
+ */
 export function parseTokens(text: string, where: string): string[] {
-  const tokens = text.split(/[\s,]+/).filter(Boolean);
-  for (const token of tokens) {
+  const entries = text.split(/[\s,]+/).filter(Boolean);
+  for (const entry of entries) {
+    const { token } = scopedToken(entry, where);
     if (!TOKEN_SYNTAX.test(token)) {
       throw new ConfigError(
         `${where} holds a token with characters a Bearer token cannot carry; use letters, digits and -._~+/ (${HOW_TO_MAKE})`,
@@ -30,7 +61,7 @@ export function parseTokens(text: string, where: string): string[] {
       );
     }
   }
-  return tokens;
+  return entries;
 }
 
 function readTokenFile(file: string): string[] {
@@ -71,22 +102,32 @@ function digest(token: string): Buffer {
 
 /** Checks presented tokens against the configured ones without leaking, by timing, how close a guess was. */
 export class TokenChecker {
-  readonly #digests: Buffer[];
+  readonly #known: Array<{ digest: Buffer; scopes: Set<Scope> }>;
 
-  constructor(tokens: string[]) {
-    if (tokens.length === 0) throw new Error('TokenChecker needs at least one token');
-    this.#digests = tokens.map(digest);
+  /** The configured entries, each `token` or `scopes:token` (see scopedToken). */
+  constructor(entries: string[]) {
+    if (entries.length === 0) throw new Error('TokenChecker needs at least one token');
+    this.#known = entries.map((entry) => {
+      const { token, scopes } = scopedToken(entry, 'API_TOKENS');
+      return { digest: digest(token), scopes };
+    });
+  }
+
+  /** True when the token is one of the configured ones. */
+  accepts(token: string): boolean {
+    return this.scopes(token) !== undefined;
   }
 
   /**
-   * True when the token is one of the configured ones. Digests have a fixed length, so neither the
-   * content nor the length of the guess shows in the time taken; every configured token is compared.
+   * What the token may do, or undefined when it is not a configured one. Digests have a fixed
+   * length, so neither the content nor the length of the guess shows in the time taken; every
+   * configured token is compared.
    */
-  accepts(token: string): boolean {
+  scopes(token: string): Set<Scope> | undefined {
     const given = digest(token);
-    let match = false;
-    for (const known of this.#digests) {
-      if (timingSafeEqual(given, known)) match = true;
+    let match: Set<Scope> | undefined;
+    for (const known of this.#known) {
+      if (timingSafeEqual(given, known.digest)) match = known.scopes;
     }
     return match;
   }

@@ -33,3 +33,17 @@ export function parseTrustedProxies(value: string): string[] | false {
   }
   return entries.length > 0 ? entries : false;
 }
+
+/**
+ * The TRUSTED_PROXIES entries that stand for more than one host: every host in them may write the
+ * X-Forwarded-For the gateway believes, and so choose the address it is rate-limited as.
+ */
+export function broadEntries(entries: string[] | false): string[] {
+  if (!entries) return [];
+  return entries.filter((entry) => {
+    if (RANGES.has(entry)) return true;
+    const [address, bits] = entry.split('/');
+    if (bits === undefined || !address) return false;
+    return Number(bits) < (isIP(address) === 4 ? 32 : 128);
+  });
+}

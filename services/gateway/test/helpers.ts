@@ -41,7 +41,8 @@ export let eventStreamsClosed = 0;
 
 /** An upstream that reports what it received, answers slowly or big on request, for proxy tests. */
 export function echoUpstream(): FastifyInstance {
-  const app = Fastify();
+  // uploads of a few MiB pass, as they do to the images service
+  const app = Fastify({ bodyLimit: 16 * 1024 * 1024 });
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   const echo = async (request: { method: string; url: string; headers: unknown; body?: unknown }) => ({
@@ -76,6 +77,19 @@ export function echoUpstream(): FastifyInstance {
       eventStreamsClosed += 1;
     });
   });
+  // an event stream that sends its headers and a first event, then only what it is given
+  app.get('/images/events', (request, reply) => {
+    reply.raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    reply.raw.write(': open\n\n');
+    request.raw.on('close', () => {
+      eventStreamsClosed += 1;
+    });
+  });
+  // headers at once, then a body that never comes: an ordinary answer that stalls
+  app.get('/images/stalls', (_request, reply) => {
+    reply.raw.writeHead(200, { 'content-type': 'text/event-stream' });
+    reply.raw.write(': first\n\n');
+  });
   app.get('/counter/varies', async (_request, reply) => {
     reply.header('vary', 'Accept-Encoding');
     return { varies: true };
@@ -84,10 +98,15 @@ export function echoUpstream(): FastifyInstance {
   return app;
 }
 
-/** GET with the path sent exactly as written (no client-side normalisation). */
-export function rawGet(base: string, path: string): Promise<{ statusCode: number; body: string }> {
+/** GET (or another method) with the path sent exactly as written (no client-side normalisation). */
+export function rawGet(
+  base: string,
+  path: string,
+  headers: Record<string, string> = {},
+  method = 'GET',
+): Promise<{ statusCode: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(`${base}/`, { path, agent: false }, (res) => {
+    const req = request(`${base}/`, { path, agent: false, headers, method }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk) => {

@@ -60,6 +60,34 @@ describe('gateway start-up', () => {
     }
   });
 
+  test('it warns at start when TRUSTED_PROXIES trusts a range, not when it lists single addresses', async () => {
+    for (const [proxies, warned] of [
+      ['10.0.0.0/8', true],
+      ['uniquelocal', true],
+      ['10.1.2.3, 10.1.2.4/32, ::1', false],
+    ] as const) {
+      const port = await closedPort();
+      const { child, output } = start({
+        PORT: String(port),
+        API_TOKENS: 'a'.repeat(32),
+        RATE_LIMIT_ENABLED: 'false',
+        TRUSTED_PROXIES: proxies,
+      });
+      try {
+        const deadline = Date.now() + 10_000;
+        while (!output().includes('Server listening') && Date.now() < deadline && child.exitCode === null) {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        assert.match(output(), /Server listening/);
+        const warning = /TRUSTED_PROXIES trusts the ranges .+: any host in them can set X-Forwarded-For/;
+        assert.equal(warning.test(output()), warned, `${proxies}: ${output()}`);
+      } finally {
+        child.kill('SIGTERM');
+        assert.equal(await exitCode(child), 0);
+      }
+    }
+  });
+
   test('outside production it starts with a token for this run, printed once, that writes need', async () => {
     const port = await closedPort();
     const { child, output } = start({ PORT: String(port), RATE_LIMIT_ENABLED: 'false' });

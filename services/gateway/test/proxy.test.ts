@@ -142,6 +142,20 @@ describe('gateway forwarding', () => {
     assert.equal(broken.statusCode, 400, 'a path that does not decode is refused too');
   });
 
+  test('refuses request targets that are not a path, OPTIONS * and absolute URLs included', async () => {
+    for (const [method, target] of [
+      ['OPTIONS', '*'],
+      ['GET', `${upstreamUrl}/counter/echo/x`],
+      ['GET', 'http://internal.example/counter/echo/x'],
+    ] as const) {
+      const res = await rawGet(base, target, {}, method);
+      assert.equal(res.statusCode, 400, `${method} ${target}: ${res.body}`);
+      const body = JSON.parse(res.body);
+      assert.equal(body.code, 'INVALID_REQUEST_TARGET');
+      assert.match(body.message, /^Request target ".+" is not a path; send one that starts with "\/"$/);
+    }
+  });
+
   test('answers 503 naming the variable for a service that is not deployed', async () => {
     const res = await app.inject({ url: '/jokes/random' });
     assert.equal(res.statusCode, 503);

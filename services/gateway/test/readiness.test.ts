@@ -63,6 +63,45 @@ describe('GET /readyz on the gateway', () => {
     assert.ok(elapsed < 1500, `took ${elapsed} ms`);
   });
 
+  test('names what failed, never an upstream address', async () => {
+    const gone = await closedPort();
+    const app = gateway({ COUNTER_URL: `http://127.0.0.1:${gone}`, JOKES_URL: urls.ready as string });
+    const res = await app.inject({ url: '/readyz' });
+    await app.close();
+    assert.equal(res.statusCode, 503);
+    assert.equal(res.json().checks.counter.error, 'refused the connection');
+    assert.doesNotMatch(res.body, new RegExp(`127\\.0\\.0\\.1|${gone}`));
+  });
+
+  test('is rate-limited like forwarded requests', async () => {
+    const app = gateway({ COUNTER_URL: urls.ready as string, RATE_LIMIT_MAX: '3' });
+    const codes = [];
+    for (let i = 0; i < 5; i += 1) codes.push((await app.inject({ url: '/readyz' })).statusCode);
+    const refused = await app.inject({ url: '/readyz' });
+    await app.close();
+    assert.deepEqual(codes, [200, 200, 200, 429, 429]);
+    assert.equal(refused.json().code, 'RATE_LIMITED');
+  });
+
+  test('a burst of /readyz asks each upstream once at a time', async () => {
+    let asked = 0;
+    const slow = Fastify();
+    slow.get('/readyz', async () => {
+      asked += 1;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      return { status: 'ready' };
+    });
+    const app = gateway({ COUNTER_URL: await listen(slow), RATE_LIMIT_MAX: '1000' });
+    try {
+      const answers = await Promise.all(Array.from({ length: 50 }, () => app.inject({ url: '/readyz' })));
+      assert.ok(answers.every((res) => res.statusCode === 200));
+      assert.equal(asked, 1);
+    } finally {
+      await app.close();
+      await slow.close();
+    }
+  });
+
   test('/healthz answers without asking any upstream', async () => {
     const gone = await closedPort();
     const app = gateway({ COUNTER_URL: `http://127.0.0.1:${gone}` });

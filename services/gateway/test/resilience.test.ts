@@ -250,4 +250,32 @@ describe('circuit breaker per upstream', () => {
       await app.close();
     }
   });
+
+  test('timeouts of requests with a body and of thumbnails count neither way; a slow GET still does', async () => {
+    const app = gateway({ IMAGES_URL: url, UPSTREAM_TIMEOUT_MS: '150', CIRCUIT_FAILURES: '2' });
+    try {
+      upstream.plan = ['hang'];
+      const id = '0190a3c4-1e6b-7c2d-9f00-000000000001';
+      const slow = [
+        { method: 'POST' as const, url: '/images?dataset=big', headers: authorized, payload: 'x'.repeat(64) },
+        { method: 'POST' as const, url: '/images/imports', headers: authorized, payload: 'y'.repeat(64) },
+        { method: 'GET' as const, url: `/images/${id}/thumbnail?size=256` },
+        { method: 'GET' as const, url: `/images/thumbnails?ids=${id}&size=64` },
+      ];
+      for (const request of slow) {
+        const res = await app.inject(request);
+        assert.equal(res.statusCode, 504, `${request.method} ${request.url}`);
+      }
+      upstream.plan = ['ok'];
+      assert.equal((await app.inject({ url: '/images/x' })).statusCode, 200, 'the circuit stayed closed');
+
+      upstream.plan = ['hang'];
+      await app.inject({ url: '/images/a' });
+      await app.inject({ url: '/images/b' });
+      upstream.plan = ['ok'];
+      assert.equal((await app.inject({ url: '/images/c' })).statusCode, 503, 'two slow GETs open it');
+    } finally {
+      await app.close();
+    }
+  });
 });

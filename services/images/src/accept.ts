@@ -14,9 +14,10 @@ export async function acceptImage(
   upload: Spooled,
   fields: UploadFields,
   maxPixels: number,
+  kind: 'request' | 'background' = 'background',
 ): Promise<Stored> {
   try {
-    const info = await inspectImage(upload.data ?? (upload.staged?.path as string), maxPixels);
+    const info = await inspectImage(upload.data ?? (upload.staged?.path as string), maxPixels, kind);
     return await storeUpload(pool, store, upload, info, fields);
   } finally {
     await store.discard(upload.staged);

@@ -1,10 +1,11 @@
 import { access, constants } from 'node:fs/promises';
-import { createService, postgresReadiness, underPrefix } from '@berth/service-kit';
+import { advisory, createService, postgresReadiness, underPrefix } from '@berth/service-kit';
 import fastifyMultipart from '@fastify/multipart';
 import type pg from 'pg';
 import type { ImagesConfig } from './config.ts';
 import { imageReader } from './db/images.ts';
 import { similarityReader } from './db/similarity.ts';
+import { decoding } from './decoding.ts';
 import { type Events, natsReadiness, registerEvents } from './events/index.ts';
 import type { EventsOptions } from './events/settings.ts';
 import { FileCache } from './file-cache.ts';
@@ -22,6 +23,7 @@ import { leakRoutes } from './routes/leaks.ts';
 import { similarRoutes } from './routes/similar.ts';
 import { thumbnailRoutes } from './routes/thumbnails.ts';
 import { uploadRoutes } from './routes/upload.ts';
+import { volumeSpace } from './storage/free-space.ts';
 import type { Store } from './storage/store.ts';
 import { Thumbnails } from './thumbnails.ts';
 
@@ -43,6 +45,13 @@ export type AppConfig = Pick<
   | 'SWEEP_INTERVAL_MS'
   | 'SWEEP_GRACE_MS'
   | 'IMPORT_STALE_MS'
+  | 'IMPORT_MAX_ATTEMPTS'
+  | 'VOLUME_MIN_FREE_BYTES'
+  | 'MAX_DECODED_BYTES'
+  | 'DECODE_CONCURRENCY'
+  | 'DECODE_WAIT_MS'
+  | 'DECODE_TIMEOUT_MS'
+  | 'THUMBNAIL_ON_DEMAND_PIXELS'
   | 'IMPORT_BATCH'
   | 'IMPORT_CONCURRENCY'
   | 'FILE_REF_TTL_MS'
@@ -78,13 +87,22 @@ export function buildApp(config: AppConfig, deps: ImagesDeps) {
       // not ready until the migrate step has created the tables
       postgres: postgresReadiness(pool, 'SELECT 1 FROM images LIMIT 0'),
       volume: () => access(store.root, constants.W_OK),
+      space: advisory(() => spaceCheck()),
       ...(deps.events ? { nats: natsReadiness(() => events) } : {}),
     },
   });
+  const space = volumeSpace(store.root, config.VOLUME_MIN_FREE_BYTES, app.metrics);
+  const spaceCheck = () => space();
   streamImageBodies(app);
   app.register(fastifyMultipart);
   const images = imageReader(pool);
-  const thumbnails = new Thumbnails(store, config.MAX_PIXELS);
+  decoding.configure({
+    maxDecodedBytes: config.MAX_DECODED_BYTES,
+    concurrency: config.DECODE_CONCURRENCY,
+    waitMs: config.DECODE_WAIT_MS,
+    timeoutMs: config.DECODE_TIMEOUT_MS,
+  });
+  const thumbnails = new Thumbnails(store, config.MAX_PIXELS, { onDemandPixels: config.THUMBNAIL_ON_DEMAND_PIXELS });
   const refs = new RefCache(config.FILE_REF_TTL_MS);
   const runner = new ImportRunner(
     pool,
@@ -95,6 +113,8 @@ export function buildApp(config: AppConfig, deps: ImagesDeps) {
       maxPixels: config.MAX_PIXELS,
       maxImageBytes: config.MAX_UPLOAD_BYTES,
       staleMs: config.IMPORT_STALE_MS,
+      maxAttempts: config.IMPORT_MAX_ATTEMPTS,
+      minFreeBytes: config.VOLUME_MIN_FREE_BYTES,
     },
     app.log,
   );
@@ -135,6 +155,7 @@ export function buildApp(config: AppConfig, deps: ImagesDeps) {
     await maintenance.stop();
     await inbox?.close();
     await runner.close();
+    await thumbnails.idle();
   });
   app.addHook('onClose', async () => {
     await pool.end();

@@ -1,6 +1,7 @@
-import { httpError } from '@berth/service-kit';
+import { HttpError, httpError } from '@berth/service-kit';
 import sharp, { type Metadata } from 'sharp';
 import type { Format } from './db/images.ts';
+import { decodedBytes, decodesTooLarge, decoding } from './decoding.ts';
 import { checkPng, PngDamage } from './formats/png-check.ts';
 
 // libvips' operation cache keeps decoded images around for reuse; this service decodes each
@@ -79,21 +80,31 @@ function formatOf(metadata: Metadata): Format | undefined {
  * what is not a storable image with 415 or 422. Small PNGs in memory are checked chunk by chunk
  * over node:zlib (formats/png-check.ts), with the same answers at a fraction of the cost.
  */
-export async function inspectImage(input: string | Buffer, maxPixels: number): Promise<ImageInfo> {
+export async function inspectImage(
+  input: string | Buffer,
+  maxPixels: number,
+  kind: 'request' | 'background' = 'background',
+): Promise<ImageInfo> {
   if (typeof input !== 'string') {
     const checked = checkSmallPng(input, maxPixels);
     if (checked) return checked;
   }
-  return decodeImage(input, maxPixels);
+  return decodeImage(input, maxPixels, kind);
 }
 
 /**
  * Reads an image's format and size from its header, refuses what is not one of the stored formats
  * (415) or is over the pixel limit (422), then decodes every pixel so truncated or damaged bytes
  * are refused (422) before anything is stored. sharp's own pixel limit stays on for both steps,
- * so a header that lies about its size cannot make the decoder allocate more.
+ * so a header that lies about its size cannot make the decoder allocate more. An image whose
+ * pixels would take more than MAX_DECODED_BYTES is refused from its header (422); the decode
+ * itself waits its turn in the process's decode queue and has DECODE_TIMEOUT_MS.
  */
-export async function decodeImage(input: string | Buffer, maxPixels: number): Promise<ImageInfo> {
+export async function decodeImage(
+  input: string | Buffer,
+  maxPixels: number,
+  kind: 'request' | 'background' = 'background',
+): Promise<ImageInfo> {
   let metadata: Metadata;
   try {
     metadata = await sharp(input, { limitInputPixels: maxPixels }).metadata();
@@ -112,20 +123,28 @@ export async function decodeImage(input: string | Buffer, maxPixels: number): Pr
   const width = metadata.width ?? 0;
   const height = metadata.height ?? 0;
   if (width * height > maxPixels) throw tooManyPixels({ width, height }, maxPixels);
+  const channels = metadata.channels ?? 0;
+  const limit = decoding.settings.maxDecodedBytes;
+  if (decodedBytes(width, height, channels, metadata.depth) > limit) {
+    throw decodesTooLarge({ width, height, channels, depth: metadata.depth }, limit);
+  }
   try {
-    const decoder = sharp(input, { limitInputPixels: maxPixels, sequentialRead: true });
-    // stats() pulls every pixel through without keeping the image; for small images a raw
-    // decode into memory is several times cheaper per call
-    if (width * height <= IN_MEMORY_PIXELS) await decoder.raw().toBuffer();
-    else await decoder.stats();
+    await decoding.run(async () => {
+      const decoder = sharp(input, { limitInputPixels: maxPixels, sequentialRead: true });
+      // stats() pulls every pixel through without keeping the image; for small images a raw
+      // decode into memory is several times cheaper per call
+      if (width * height <= IN_MEMORY_PIXELS) await decoder.raw().toBuffer();
+      else await decoder.stats();
+    }, kind);
   } catch (err) {
+    if (err instanceof HttpError) throw err;
     throw httpError(
       422,
       'CORRUPT_IMAGE',
       `The ${NAMES[format]} image could not be decoded (${reason(err)}); the file looks damaged or truncated`,
     );
   }
-  return { format, width, height, channels: metadata.channels ?? 0 };
+  return { format, width, height, channels };
 }
 
 /** A small PNG checked without sharp, or undefined when it is not one and must be decoded. */

@@ -70,13 +70,17 @@ export function unhurriedStart(everyMs: number): number {
   return Math.min(everyMs, 60_000 + Math.floor(Math.random() * 30_000));
 }
 
-/** The import watchdog: marks dead processes' jobs interrupted, then looks for queued jobs. */
+/**
+ * The import watchdog: marks dead processes' jobs interrupted, queues interrupted jobs with
+ * attempts left again, then looks for queued jobs.
+ */
 export function importWatchdog(runner: ImportRunner, everyMs: number): Task {
   return {
     name: 'import-watchdog',
     everyMs,
     async run() {
       await runner.markStale();
+      await runner.resumeInterrupted();
       runner.kick();
     },
   };

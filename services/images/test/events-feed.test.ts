@@ -20,6 +20,8 @@ import {
 import { numberedPng } from './helpers/images.ts';
 
 const stream = testStream();
+/** The feeds' pace in this file: far above what the other tests send, far below a replay of the test below. */
+const FEED_BYTES_PER_S = 128 * 1024;
 let bed: EventsBed;
 let db: TestDatabase;
 let dir: EventsBed['dir'];
@@ -28,7 +30,7 @@ let ctx: EventsApp;
 let base: string;
 
 before(async () => {
-  bed = await openEventsBed(stream, testEvents(stream));
+  bed = await openEventsBed(stream, testEvents(stream, { feedBytesPerSecond: FEED_BYTES_PER_S }));
   ({ db, dir, nc, ctx } = bed);
   await ctx.app.listen({ port: 0, host: '127.0.0.1' });
   base = `http://127.0.0.1:${(ctx.app.server.address() as AddressInfo).port}`;
@@ -214,6 +216,30 @@ test('an idle feed gets heartbeat comments; a client that leaves has its consume
   await feed.close();
   assert.ok(await waitFor(() => ctx.app.events.feed.clients === 0), 'the feed ended');
   assert.ok(await waitFor(async () => (await consumers()) === 0), 'its consumer was deleted');
+});
+
+test('a replay of the whole stream goes at EVENTS_FEED_BYTES_PER_S, not as fast as the client reads', async () => {
+  const js = nc.jetstream();
+  const padding = 'x'.repeat(900);
+  const sent = 1500;
+  await Promise.all(
+    Array.from({ length: sent }, (_, i) =>
+      js.publish(
+        `${stream.subjectPrefix}.created.replay`,
+        JSON.stringify({ id: `r${i}`, type: 'created', dataset: 'replay', imageId: `r${i}`, image: { id: padding } }),
+      ),
+    ),
+  );
+  const feed = await openFeed(`${base}/images/events?since=0&dataset=replay`);
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const got = feed.events.length;
+    // a second's worth at once and a second more: about 2 × 128 KiB of ~1 KB events
+    assert.ok(got > 50, `${got} events arrived`);
+    assert.ok(got < 400, `${got} of ${sent} events arrived in 1 s`);
+  } finally {
+    await feed.close();
+  }
 });
 
 test('HEAD /images/events answers the feed’s headers and ends, rather than hanging', async () => {

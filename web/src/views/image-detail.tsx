@@ -1,6 +1,7 @@
 import { useEffect } from 'preact/hooks';
 import { ApiError, api } from '../api.ts';
 import { useLoad } from '../hooks.ts';
+import { readUrl } from '../settings.ts';
 import { Empty, Loading, Problem } from '../status.tsx';
 import type { Image } from '../types.ts';
 import { imagesHref } from './images.tsx';
@@ -51,7 +52,7 @@ export function MatchTile({ match, side }: { match: Match; side?: string }) {
   return (
     <a class="tile" href={`#/images/${match.id}`} data-id={match.id}>
       <img
-        src={`/images/${match.id}/thumbnail?size=128`}
+        src={readUrl(`/images/${match.id}/thumbnail?size=128`)}
         alt={`${side ? `${side}: ` : ''}${match.label ?? 'unlabelled'}${match.split ? `, ${match.split}` : ''}`}
         width={128}
         height={128}
@@ -97,7 +98,7 @@ export function ImageDetailView({ id }: { id: string }) {
           <figure class="card">
             <img
               class={img.width <= 64 && img.height <= 64 ? 'full small' : 'full'}
-              src={`/images/${img.id}/file`}
+              src={readUrl(`/images/${img.id}/file`)}
               alt={`${img.label ?? 'unlabelled'}, ${img.dataset}`}
             />
             <figcaption>{img.filename ?? img.id}</figcaption>

@@ -2,6 +2,7 @@ import { httpError } from '@berth/service-kit';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { CircuitBreaker } from '../breaker.ts';
 import type { GatewayConfig, Upstream } from '../config.ts';
+import type { StreamSlots } from '../event-streams.ts';
 import { createForwarder } from '../forward.ts';
 import type { BodyLimit } from '../limits.ts';
 
@@ -13,6 +14,8 @@ export interface ProxyOptions {
   guard(scope: FastifyInstance): void;
   breakerFor(upstream: Upstream): CircuitBreaker | undefined;
   bodyLimit(upstream: Upstream, request: FastifyRequest): BodyLimit;
+  /** The places for event streams, shared by every upstream's stream routes. */
+  streams: StreamSlots;
 }
 
 /** Bodies are not parsed at the gateway: they stream to the upstream untouched. */
@@ -38,12 +41,23 @@ export function proxyRoutes(app: FastifyInstance, list: Upstream[], config: Gate
         for (const url of upstream.routes) scope.route({ method: METHODS, url, handler: notDeployed });
         return;
       }
-      const { pool, handler } = createForwarder(upstream, config, {
-        breaker: options.breakerFor(upstream),
-        bodyLimit: options.bodyLimit,
-      });
+      const breaker = options.breakerFor(upstream);
+      const { pool, handler } = createForwarder(upstream, config, { breaker, bodyLimit: options.bodyLimit });
       for (const url of upstream.routes) scope.route({ method: METHODS, url, handler });
       scope.addHook('onClose', async () => pool.close());
+      if (upstream.streams.length === 0) return;
+      // a stream route's GET goes through its own pool; its other methods are ordinary requests
+      const streams = createForwarder(upstream, config, {
+        breaker,
+        bodyLimit: options.bodyLimit,
+        streams: options.streams,
+      });
+      for (const url of upstream.streams) {
+        scope.route({ method: 'GET', url, handler: streams.handler, exposeHeadRoute: false });
+        scope.route({ method: METHODS.filter((m) => m !== 'GET'), url, handler });
+      }
+      // open streams end with the gateway: destroy rather than wait for them
+      scope.addHook('onClose', async () => streams.pool.destroy());
     });
   }
 }

@@ -197,17 +197,30 @@ export function jobStore(pool: pg.Pool) {
 
     /**
      * Marks as interrupted every running job whose heartbeat is older than staleMs: the process
-     * running it died or lost the database. Returns their ids.
+     * running it died or lost the database. Returns their ids and the owners they had.
      */
-    async markStale(staleMs: number, self: string): Promise<string[]> {
+    async markStale(staleMs: number, self: string): Promise<Array<{ id: string; owner: string | null }>> {
       // a process never takes its own job for dead: a late heartbeat there means a busy event loop
-      const { rows } = await query<{ id: string }>(
+      const { rows } = await query<{ id: string; owner: string | null }>(
         `UPDATE import_jobs SET status = 'interrupted', finished_at = now(),
            message = 'The import stopped when the process running it went away; retry it to finish, nothing is imported twice'
          WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => $1::float8 / 1000)
            AND owner IS DISTINCT FROM $2
-         RETURNING id`,
+         RETURNING id, owner`,
         [staleMs, self],
+      );
+      return rows;
+    },
+
+    /**
+     * Queues again every interrupted job that has run fewer than maxAttempts times, so an import
+     * cut off by a crash or a restart finishes by itself. Returns their ids.
+     */
+    async resumeInterrupted(maxAttempts: number): Promise<string[]> {
+      const { rows } = await query<{ id: string }>(
+        `UPDATE import_jobs SET status = 'queued', owner = NULL, message = NULL, finished_at = NULL
+         WHERE status = 'interrupted' AND attempts < $1 RETURNING id`,
+        [maxAttempts],
       );
       return rows.map((row) => row.id);
     },

@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { dependencyUnavailable } from '@berth/service-kit';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type Consumer, type ConsumerMessages, DeliverPolicy, type JsMsg, type OrderedConsumerOptions } from 'nats';
@@ -25,13 +26,20 @@ export class EventFeed {
   readonly #nats: NatsClient | undefined;
   readonly #stream: StreamSettings | undefined;
   readonly #heartbeatMs: number;
+  readonly #bytesPerSecond: number;
   readonly #open = new Set<ConsumerMessages>();
   #closing = false;
 
-  constructor(nats: NatsClient | undefined, stream: StreamSettings | undefined, heartbeatMs: number) {
+  constructor(
+    nats: NatsClient | undefined,
+    stream: StreamSettings | undefined,
+    heartbeatMs: number,
+    bytesPerSecond = 0,
+  ) {
     this.#nats = nats;
     this.#stream = stream;
     this.#heartbeatMs = heartbeatMs;
+    this.#bytesPerSecond = bytesPerSecond;
   }
 
   /** How many feeds are open now. */
@@ -97,12 +105,17 @@ export class EventFeed {
     request.raw.once('close', onClose);
     res.once('close', onClose);
     const prefixLength = stream.subjectPrefix.length + 1;
+    const pace = pacer(this.#bytesPerSecond);
+    const closed = once(res, 'close').catch(() => {});
     try {
       for await (const m of messages) {
         if (res.destroyed) break;
-        if (!res.write(frame(m, prefixLength))) {
+        const text = frame(m, prefixLength);
+        if (!res.write(text)) {
           await Promise.race([once(res, 'drain'), once(res, 'close')]);
         }
+        const waitMs = pace(Buffer.byteLength(text));
+        if (waitMs > 0) await Promise.race([sleep(waitMs), closed]);
       }
     } catch (err) {
       request.log.warn({ err }, 'event feed ended on an error');
@@ -127,6 +140,23 @@ export class EventFeed {
 function remove(messages: ConsumerMessages, consumer: Consumer | undefined): void {
   messages.stop();
   consumer?.delete().catch(() => {});
+}
+
+/**
+ * A token bucket over bytes: a second's worth may go at once, then bytesPerSecond; returns how
+ * long to wait after sending `bytes`. A replay of the whole stream goes at that pace instead of
+ * as fast as the network takes it (27 MB in 8 s per request before); live feeds stay under it.
+ */
+function pacer(bytesPerSecond: number): (bytes: number) => number {
+  if (bytesPerSecond <= 0) return () => 0;
+  let tokens = bytesPerSecond;
+  let last = performance.now();
+  return (bytes) => {
+    const now = performance.now();
+    tokens = Math.min(bytesPerSecond, tokens + ((now - last) / 1000) * bytesPerSecond) - bytes;
+    last = now;
+    return tokens < 0 ? (-tokens / bytesPerSecond) * 1000 : 0;
+  };
 }
 
 function frame(m: JsMsg, prefixLength: number): string {

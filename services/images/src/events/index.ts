@@ -30,6 +30,8 @@ declare module 'fastify' {
 export function natsReadiness(events: () => Events | undefined): ReadinessCheck {
   return advisory(async () => {
     if (!events()?.nats?.connected) throw new Error('not connected; events wait in the outbox');
+    const problem = events()?.relay?.problem;
+    if (problem) throw new Error(problem);
   });
 }
 
@@ -41,7 +43,7 @@ export function natsReadiness(events: () => Events | undefined): ReadinessCheck 
 export function registerEvents(app: FastifyInstance, pool: pg.Pool, options: EventsOptions | undefined): Events {
   const log = app.log.child({ task: 'events' });
   const nats = options && new NatsClient({ url: options.natsUrl, name: 'berth-images' }, log);
-  const feed = new EventFeed(nats, options?.stream, options?.heartbeatMs ?? 15_000);
+  const feed = new EventFeed(nats, options?.stream, options?.heartbeatMs ?? 15_000, options?.feedBytesPerSecond ?? 0);
   const onPublished = registerEventMetrics(app.metrics, pool, nats, feed);
   const relay =
     options && nats && options.relayEnabled !== false

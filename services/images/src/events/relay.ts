@@ -4,7 +4,20 @@ import { type JetStreamClient, headers as natsHeaders, type PubAck } from 'nats'
 import type pg from 'pg';
 import type { NatsClient } from './nats.ts';
 import { type EventType, onEventsCommitted } from './outbox.ts';
-import { ensureStream, type StreamSettings, subjectFor } from './stream.ts';
+import { ensureStream, type StreamSettings, StreamSettingsError, subjectFor } from './stream.ts';
+
+/** The longest a failing relay waits before its next pass. */
+export const RELAY_MAX_BACKOFF_MS = 5000;
+
+/**
+ * How long after a first publish the relay may publish the same event again: a mark that failed
+ * after the PubAck is retried on later passes, and a relay that died is replaced within a poll.
+ * Three such rounds; the stream's duplicate window must cover them, or a republished event is
+ * stored twice.
+ */
+export function retryHorizonMs(settings: { publishTimeoutMs: number; pollMs: number }): number {
+  return 3 * (settings.publishTimeoutMs + RELAY_MAX_BACKOFF_MS + settings.pollMs);
+}
 
 /** How the relay paces itself. */
 export interface RelaySettings {
@@ -96,6 +109,7 @@ export class OutboxRelay {
   readonly #onPublished: (result: PassResult) => void;
   #js: JetStreamClient | undefined;
   #streamReady = false;
+  #problem: string | undefined;
   #running = false;
   #loop: Promise<void> | undefined;
   #wake: (() => void) | undefined;
@@ -150,6 +164,11 @@ export class OutboxRelay {
     this.#stops = [];
     this.wake();
     await this.#loop;
+  }
+
+  /** Why the stream cannot be published to as configured (file storage, replicas, window), or undefined. */
+  get problem(): string | undefined {
+    return this.#problem;
   }
 
   /** Makes sure the stream exists with the configured settings (once per connection). */
@@ -260,14 +279,19 @@ export class OutboxRelay {
           // committed meanwhile in this process have woken the loop already
           more = result.waiting;
           failures = 0;
+          this.#problem = undefined;
         } catch (err) {
           failures++;
-          if (failures === 1 || failures % 20 === 0) {
+          if (err instanceof StreamSettingsError) {
+            // loudly: acknowledgements from this stream would not mean the events are safe
+            this.#problem = err.message;
+            if (failures === 1 || failures % 20 === 0) this.#log.error({ failures }, err.message);
+          } else if (failures === 1 || failures % 20 === 0) {
             this.#log.warn({ err, failures }, 'outbox relay could not publish; events wait in the outbox');
           }
           // a publish refused for a missing stream sets the stream up again on the next pass
           this.#streamReady = false;
-          await sleep(Math.min(100 * 2 ** failures, 5000));
+          await sleep(Math.min(100 * 2 ** failures, RELAY_MAX_BACKOFF_MS));
         }
         await this.#maybePrune();
       }

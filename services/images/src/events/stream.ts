@@ -70,10 +70,36 @@ function sameSubjects(a: string[] | undefined, b: string[] | undefined): boolean
   return JSON.stringify([...(a ?? [])].sort()) === JSON.stringify([...(b ?? [])].sort());
 }
 
+/** The stream on the server cannot keep what the outbox hands it as berth needs; events wait in the outbox. */
+export class StreamSettingsError extends Error {
+  override name = 'StreamSettingsError';
+}
+
+/**
+ * What is wrong with a stream for the outbox to rely on it, or undefined: it must be on disk (file
+ * storage), keep as many copies as EVENTS_REPLICAS says and drop republished event ids for at
+ * least EVENTS_DUPLICATE_WINDOW_MS. A PubAck from a stream that breaks these is no promise.
+ */
+export function streamProblem(info: StreamInfo, settings: StreamSettings): string | undefined {
+  const config = info.config;
+  const where = `Stream "${settings.name}"`;
+  if (config.storage !== StorageType.File) {
+    return `${where} keeps its messages in memory, not on disk; events wait in the outbox until it is recreated with file storage (nats stream rm ${settings.name}, then restart)`;
+  }
+  if (config.num_replicas !== settings.replicas) {
+    return `${where} keeps ${config.num_replicas} copies, not the ${settings.replicas} of EVENTS_REPLICAS; events wait in the outbox until they match`;
+  }
+  if (config.duplicate_window < nanos(settings.duplicateWindowMs)) {
+    return `${where} drops republished events for ${Math.round(config.duplicate_window / 1e6)} ms, less than EVENTS_DUPLICATE_WINDOW_MS (${settings.duplicateWindowMs}); events wait in the outbox until they match`;
+  }
+  return undefined;
+}
+
 /**
  * Creates the stream, or brings an existing one to the settings (limits, subjects); does nothing
  * when it already matches, so every replica and the worker may call it at every start. Two callers
- * racing to create it both end with the same stream.
+ * racing to create it both end with the same stream. Throws a StreamSettingsError when the stream
+ * cannot be what the settings ask (a stream in memory cannot be moved to disk in place).
  */
 export async function ensureStream(nc: NatsConnection, settings: StreamSettings): Promise<StreamInfo> {
   const jsm = await nc.jetstreamManager();
@@ -86,15 +112,21 @@ export async function ensureStream(nc: NatsConnection, settings: StreamSettings)
       if (!isNotFound(err)) throw err;
     }
     try {
-      if (!info) return await jsm.streams.add(wanted);
-      const current = info.config;
-      const differs =
-        COMPARED.some((key) => current[key] !== wanted[key]) || !sameSubjects(current.subjects, wanted.subjects);
-      if (!differs) return info;
-      return await jsm.streams.update(settings.name, { ...current, ...wanted });
+      if (!info) info = await jsm.streams.add(wanted);
+      else {
+        const current = info.config;
+        // JetStream cannot move a stream between memory and disk: say so rather than fail the update
+        if (current.storage !== wanted.storage) throw new StreamSettingsError(streamProblem(info, settings) ?? '');
+        const differs =
+          COMPARED.some((key) => current[key] !== wanted[key]) || !sameSubjects(current.subjects, wanted.subjects);
+        if (differs) info = await jsm.streams.update(settings.name, { ...current, ...wanted });
+      }
+      const problem = streamProblem(info, settings);
+      if (problem) throw new StreamSettingsError(problem);
+      return info;
     } catch (err) {
       // another process created or changed it between our look and our write: look again
-      if (attempt >= 2) throw err;
+      if (err instanceof StreamSettingsError || attempt >= 2) throw err;
     }
   }
 }

@@ -1,12 +1,13 @@
 import { rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isPostgresUnavailable } from '@berth/service-kit';
+import { isNoSpace, isPostgresUnavailable } from '@berth/service-kit';
 import type { FastifyBaseLogger } from 'fastify';
 import type pg from 'pg';
 import { type JobRow, type JobStore, jobStore } from '../db/jobs.ts';
 import { FormatError } from '../formats/index.ts';
-import { uuidv7 } from '../ids.ts';
-import type { Store } from '../storage/store.ts';
+import { freeBytes } from '../storage/free-space.ts';
+import { type Store, TEMP_WRITER } from '../storage/store.ts';
+import { removeTempsOf } from '../storage/sweep.ts';
 import { JobTakenOver } from './batch.ts';
 import { type RunSettings, runImport } from './run.ts';
 
@@ -14,6 +15,10 @@ import { type RunSettings, runImport } from './run.ts';
 export interface RunnerSettings extends RunSettings {
   /** A running job whose heartbeat is older than this is taken for dead. */
   staleMs: number;
+  /** Runs an interrupted job gets before it waits for a manual retry (a job that keeps killing its process). */
+  maxAttempts: number;
+  /** Interrupted jobs are resumed only while the volume has at least this much free. */
+  minFreeBytes: number;
 }
 
 /** Why the current run was stopped. */
@@ -27,7 +32,8 @@ class Stopped extends Error {}
  * queued again to finish where its last committed batch ended.
  */
 export class ImportRunner {
-  readonly owner = uuidv7();
+  /** The writer tag of this process's temp files, so a replica that finds this one dead can remove them. */
+  readonly owner = TEMP_WRITER;
   readonly jobs: JobStore;
   readonly #pool: pg.Pool;
   readonly #store: Store;
@@ -37,6 +43,7 @@ export class ImportRunner {
   #again = false;
   #closing = false;
   #current: AbortController | undefined;
+  readonly #cleaning = new Set<Promise<void>>();
 
   constructor(pool: pg.Pool, store: Store, settings: RunnerSettings, log: FastifyBaseLogger) {
     this.#pool = pool;
@@ -63,10 +70,37 @@ export class ImportRunner {
     while (this.#loop) await this.#loop;
   }
 
-  /** Marks dead processes' jobs as interrupted; returns their ids. */
+  /**
+   * Marks dead processes' jobs as interrupted, and removes the temp files those processes left
+   * (in the background: it walks the volume's folders); returns the jobs' ids.
+   */
   async markStale(): Promise<string[]> {
-    const ids = await this.jobs.markStale(this.#settings.staleMs, this.owner);
-    for (const id of ids) this.#log.warn({ job: id }, 'import job interrupted: the process running it went away');
+    const stale = await this.jobs.markStale(this.#settings.staleMs, this.owner);
+    for (const { id } of stale) this.#log.warn({ job: id }, 'import job interrupted: the process running it went away');
+    const writers = new Set(stale.flatMap(({ owner }) => (owner && owner !== this.owner ? [owner] : [])));
+    for (const writer of writers) {
+      const removing = removeTempsOf(this.#store, writer).then(
+        (removed) => this.#log.info({ writer, removed }, 'temp files of a process that died removed'),
+        (err: Error) => this.#log.warn({ err, writer }, 'could not remove the temp files of a process that died'),
+      );
+      this.#cleaning.add(removing);
+      void removing.finally(() => this.#cleaning.delete(removing));
+    }
+    return stale.map(({ id }) => id);
+  }
+
+  /** Resolves when no temp-file clean-up is running; for tests and shutdown. */
+  async cleaned(): Promise<void> {
+    await Promise.allSettled([...this.#cleaning]);
+  }
+
+  /** Queues interrupted jobs again that have attempts left; returns their ids. */
+  async resumeInterrupted(): Promise<string[]> {
+    // a job stopped by a full volume would only fill it again
+    const free = await freeBytes(this.#store.root).catch(() => 0);
+    if (free < this.#settings.minFreeBytes) return [];
+    const ids = await this.jobs.resumeInterrupted(this.#settings.maxAttempts);
+    for (const id of ids) this.#log.info({ job: id }, 'import job resumes after an interruption');
     return ids;
   }
 
@@ -75,6 +109,7 @@ export class ImportRunner {
     this.#closing = true;
     this.#current?.abort(new Stopped('The service is shutting down'));
     await this.idle();
+    await this.cleaned();
   }
 
   async #drain(): Promise<void> {
@@ -162,6 +197,19 @@ export class ImportRunner {
       log.info('import job interrupted by shutdown');
       return;
     }
+    if (isNoSpace(err)) {
+      // the files stay: once there is room the job goes on from its last committed batch
+      log.error({ err }, 'import job stopped: the image volume is full');
+      await this.jobs
+        .finish(
+          job.id,
+          this.owner,
+          'interrupted',
+          'The import ran out of space on the image volume; it resumes by itself once space is freed (or retry it), nothing is imported twice',
+        )
+        .catch(() => {});
+      return;
+    }
     if (isOutage(err)) {
       // its heartbeat goes stale and whichever replica sees that first marks it interrupted
       log.error({ err }, 'import job stopped: PostgreSQL stayed unavailable');
@@ -171,8 +219,9 @@ export class ImportRunner {
       err instanceof FormatError ? err.message : 'The import failed on our side; see the service log for the cause';
     if (!(err instanceof FormatError)) log.error({ err }, 'import job failed');
     else log.info({ reason: err.message }, 'import job failed on malformed input');
-    await this.jobs.finish(job.id, this.owner, 'failed', message).catch(() => {});
-    await this.#removeFiles(job);
+    // the files go only while the job is still this process's: one taken over meanwhile resumes elsewhere
+    const mine = await this.jobs.finish(job.id, this.owner, 'failed', message).catch(() => false);
+    if (mine) await this.#removeFiles(job);
   }
 
   async #removeFiles(job: JobRow): Promise<void> {

@@ -57,7 +57,7 @@ export function uploadRoutes(app: FastifyInstance, pool: pg.Pool, store: Store, 
         await store.discard(upload.staged);
         throw err;
       }
-      const { image, created } = await acceptImage(pool, store, upload, fields, limits.maxPixels);
+      const { image, created } = await acceptImage(pool, store, upload, fields, limits.maxPixels, 'request');
       return reply
         .code(created ? 201 : 200)
         .header('location', `/images/${image.id}`)

@@ -73,6 +73,12 @@ async function writeAll(fd: number, bytes: Uint8Array): Promise<void> {
 
 /** This process's part of temp names: random, so replicas sharing a volume never pick the same one. */
 const TEMP_PROCESS = randomBytes(9).toString('base64url');
+
+/**
+ * The writer tag in this process's temp names (`.tmp-<tag>-<n>`). The import runner uses it as its
+ * owner, so whoever finds a job whose process died knows which temp files that process left.
+ */
+export const TEMP_WRITER = TEMP_PROCESS;
 let tempCount = 0;
 
 /** A name no other temp file has: the process's random part and a counter, no entropy per file. */

@@ -225,3 +225,27 @@ async function findMissing(pool: pg.Pool, store: Store, report: SweepReport): Pr
     if (rows.length < CHECK_BATCH) break;
   }
 }
+
+/**
+ * Removes the temp files one writer left (a process that died mid-import: its tag is its job's
+ * owner), at once rather than after the sweep's grace period; returns how many. Only that
+ * writer's names are touched, so the temp files of live replicas are safe.
+ */
+export async function removeTempsOf(store: Store, writer: string): Promise<number> {
+  const prefix = `${TEMP_PREFIX}${writer}-`;
+  let removed = 0;
+  const clean = async (dir: string) => {
+    for (const entry of await entries(dir)) {
+      if (entry.isFile() && entry.name.startsWith(prefix)) {
+        await unlink(join(dir, entry.name)).then(
+          () => removed++,
+          () => {},
+        );
+      }
+    }
+  };
+  await clean(join(store.root, TEMP_DIR));
+  for await (const dir of leafDirs(store.root)) await clean(dir);
+  for await (const dir of leafDirs(join(store.root, THUMBNAIL_DIR))) await clean(dir);
+  return removed;
+}
