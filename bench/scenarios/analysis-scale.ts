@@ -32,6 +32,9 @@ export interface ScaleFigures {
   lagRatio: number;
   analysedPerSecond: number;
   workerPeakRssMiB: number;
+  /** The worker's V8 heap in use and its memory outside the heap at the end, MiB (its /metrics). */
+  workerHeapMiB: number;
+  workerExternalMiB: number;
   reportSeconds: number;
   reportPages: number;
   reportPairs: number;
@@ -134,7 +137,7 @@ export async function measureScale(ctx: BenchContext, train: number, test: numbe
     const dataset = 'bench-analysis';
 
     const worker = await startWorker(ctx.stack, env);
-    let measured: { imported: Awaited<ReturnType<typeof measureImport>>; lag: number };
+    let measured: { imported: Awaited<ReturnType<typeof measureImport>>; lag: number; heap: number; external: number };
     let workerPeak: number;
     try {
       const work = (async () => {
@@ -144,13 +147,21 @@ export async function measureScale(ctx: BenchContext, train: number, test: numbe
         ctx.log(`analysis: every image analysed ${lag.toFixed(1)} s after the import ended`);
         await measureImport(gateway, undefined, testFiles, dataset, ctx.apiToken, ctx.signal);
         await waitForAnalysis(databaseUrl, [dataset], 900_000, ctx.signal);
-        return { imported, lag };
+        const metrics = await (await fetch(new URL('/metrics', worker.spec.readyUrl))).text();
+        const mib = (name: string) =>
+          Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(metrics)?.[1] ?? Number.NaN) / 2 ** 20;
+        return {
+          imported,
+          lag,
+          heap: mib('nodejs_heap_size_used_bytes'),
+          external: mib('nodejs_external_memory_bytes'),
+        };
       })();
       [workerPeak, measured] = await Promise.all([sampleRss(worker, work), work]);
     } finally {
       await ctx.stack.stopOne(worker);
     }
-    const { imported: importFigures, lag } = measured;
+    const { imported: importFigures, lag, heap, external } = measured;
 
     // the whole leak report, page by page, through the gateway
     const reportStarted = performance.now();
@@ -213,6 +224,8 @@ export async function measureScale(ctx: BenchContext, train: number, test: numbe
       lagRatio: lag / importFigures.seconds,
       analysedPerSecond: train / (importFigures.seconds + lag),
       workerPeakRssMiB: workerPeak,
+      workerHeapMiB: heap,
+      workerExternalMiB: external,
       reportSeconds,
       reportPages: pages,
       reportPairs: pairs.length,

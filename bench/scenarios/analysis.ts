@@ -166,7 +166,8 @@ export const analysisScenario: Scenario = {
       notes.push(
         `at scale: import of ${scale.train} in ${f1(scale.importSeconds)} s (${scale.importPerSecond.toFixed(0)}/s); every image analysed ` +
           `${f1(scale.lagSeconds)} s after it ended (${scale.lagRatio.toFixed(2)} x the import), ${scale.analysedPerSecond.toFixed(0)} images/s ` +
-          `from the import's start; worker peak RSS ${scale.workerPeakRssMiB.toFixed(0)} MiB`,
+          `from the import's start; worker peak RSS ${scale.workerPeakRssMiB.toFixed(0)} MiB (at the end ` +
+          `${scale.workerHeapMiB.toFixed(0)} MiB of V8 heap in use, ${scale.workerExternalMiB.toFixed(0)} MiB outside it)`,
         `leak report of ${scale.train + scale.test} images: ${scale.reportPairs} pairs in ${scale.reportPages} pages, read in ` +
           `${scale.reportSeconds.toFixed(2)} s; planted copies found ${pct(scale.plantedFound)}; similar p50 ${scale.similarP50.toFixed(1)} ms, ` +
           `p99 ${scale.similarP99.toFixed(1)} ms`,

@@ -76,6 +76,9 @@ export function indexEntry(id: string, signature: Signature): IndexEntry {
   };
 }
 
+/** Images whose vectors share one block of memory: 4 MiB, so growing never copies or overshoots much. */
+const BLOCK = 8192;
+
 /** The dot product of vector `a` with the one at `offset` in `arena`. */
 function dotAt(a: Int8Array, arena: Int8Array, offset: number): number {
   let sum = 0;
@@ -83,18 +86,87 @@ function dotAt(a: Int8Array, arena: Int8Array, offset: number): number {
   return sum;
 }
 
+/** Bucket nodes per block of the node arrays. */
+const NODE_BLOCK = 1 << 16;
+
+/**
+ * The buckets' heads: an open-addressing hash table from key (under 2^20) to the bucket's last node
+ * and its size, in typed arrays that double when half full; a data set pays for the keys it has.
+ */
+class Heads {
+  #keys = new Int32Array(1024).fill(-1);
+  #nodes = new Int32Array(1024);
+  #sizes = new Uint32Array(1024);
+  /** 32 less the table's size in bits: the product's top bits pick the slot. */
+  #shift = 22;
+  #used = 0;
+
+  /** Where key is, or the empty slot it would take. */
+  #slot(key: number): number {
+    const mask = this.#keys.length - 1;
+    // Fibonacci hashing: the top bits of the product depend on every bit of the key
+    for (let slot = Math.imul(key, 0x9e3779b1) >>> this.#shift; ; slot = (slot + 1) & mask) {
+      const found = this.#keys[slot] as number;
+      if (found === key || found === -1) return slot;
+    }
+  }
+
+  /** The bucket's last node (-1 when empty) and its size. */
+  get(key: number): { node: number; size: number } {
+    const slot = this.#slot(key);
+    return this.#keys[slot] === key
+      ? { node: this.#nodes[slot] as number, size: this.#sizes[slot] as number }
+      : { node: -1, size: 0 };
+  }
+
+  /** Makes `node` the bucket's last node, one more in it; returns the node before it (-1: none). */
+  push(key: number, node: number): number {
+    if (2 * (this.#used + 1) > this.#keys.length) this.#grow();
+    const slot = this.#slot(key);
+    let previous = -1;
+    if (this.#keys[slot] === key) previous = this.#nodes[slot] as number;
+    else {
+      this.#keys[slot] = key;
+      this.#used++;
+    }
+    this.#nodes[slot] = node;
+    this.#sizes[slot] = (this.#sizes[slot] as number) + 1;
+    return previous;
+  }
+
+  #grow(): void {
+    const [keys, nodes, sizes] = [this.#keys, this.#nodes, this.#sizes];
+    this.#keys = new Int32Array(keys.length * 2).fill(-1);
+    this.#nodes = new Int32Array(keys.length * 2);
+    this.#sizes = new Uint32Array(keys.length * 2);
+    this.#shift--;
+    for (let i = 0; i < keys.length; i++) {
+      if (keys[i] === -1) continue;
+      const slot = this.#slot(keys[i] as number);
+      this.#keys[slot] = keys[i] as number;
+      this.#nodes[slot] = nodes[i] as number;
+      this.#sizes[slot] = sizes[i] as number;
+    }
+  }
+}
+
 /**
  * The analysed images of one data set held in memory for finding near-duplicate candidates: the
  * images sharing keys with a probe, the SHORTLIST sharing most, and of those the FINALISTS whose
- * views' detail correlates best with the probe's. The pre-score vectors live in one growing
- * array, so an image costs about 700 bytes and no allocation of its own.
+ * views' detail correlates best with the probe's. Nothing is allocated per image: the buckets are
+ * linked lists in typed arrays (a head per key, a node per image and key) and the pre-score
+ * vectors live in blocks of BLOCK images; about 700 bytes an image.
  */
 export class CandidateIndex {
   readonly #ids: string[] = [];
   readonly #byId = new Map<string, number>();
-  readonly #buckets = new Map<number, number[]>();
-  /** Both vectors of image i, content then frame, at 2 * VECTOR * i. */
-  #vectors = new Int8Array(2 * VECTOR * 1024);
+  readonly #heads = new Heads();
+  /** Node n: the image it stands for and the node before it in its bucket (-1: none). */
+  readonly #owners: Int32Array[] = [];
+  readonly #previous: Int32Array[] = [];
+  #nodes = 0;
+  /** Both vectors of image i, content then frame, at 2 * VECTOR * (i % BLOCK) in block i / BLOCK. */
+  readonly #vectors: Int8Array[] = [];
   #counts = new Uint16Array(1024);
 
   /** How many images it holds. */
@@ -114,20 +186,24 @@ export class CandidateIndex {
     this.#ids.push(entry.id);
     this.#byId.set(entry.id, at);
     for (const key of entry.keys) {
-      const bucket = this.#buckets.get(key);
-      if (bucket) bucket.push(at);
-      else this.#buckets.set(key, [at]);
+      const node = this.#nodes++;
+      if (node % NODE_BLOCK === 0) {
+        this.#owners.push(new Int32Array(NODE_BLOCK));
+        this.#previous.push(new Int32Array(NODE_BLOCK));
+      }
+      const block = Math.floor(node / NODE_BLOCK);
+      (this.#owners[block] as Int32Array)[node % NODE_BLOCK] = at;
+      (this.#previous[block] as Int32Array)[node % NODE_BLOCK] = this.#heads.push(key, node);
     }
     if (this.#counts.length < this.#ids.length) {
       const counts = new Uint16Array(this.#counts.length * 2);
       counts.set(this.#counts);
       this.#counts = counts;
-      const vectors = new Int8Array(this.#vectors.length * 2);
-      vectors.set(this.#vectors);
-      this.#vectors = vectors;
     }
-    this.#vectors.set(entry.content, 2 * VECTOR * at);
-    this.#vectors.set(entry.frame, 2 * VECTOR * at + VECTOR);
+    if (at % BLOCK === 0) this.#vectors.push(new Int8Array(2 * VECTOR * BLOCK));
+    const block = this.#vectors[Math.floor(at / BLOCK)] as Int8Array;
+    block.set(entry.content, 2 * VECTOR * (at % BLOCK));
+    block.set(entry.frame, 2 * VECTOR * (at % BLOCK) + VECTOR);
   }
 
   /** The images to verify against `probe` (an entry, held or not), itself left out, best pre-score first. */
@@ -135,9 +211,14 @@ export class CandidateIndex {
     const counts = this.#counts;
     const touched: number[] = [];
     for (const key of probe.keys) {
-      const bucket = this.#buckets.get(key);
-      if (!bucket || bucket.length > BUCKET_CAP) continue;
-      for (const at of bucket) if ((counts[at] as number)++ === 0) touched.push(at);
+      const head = this.#heads.get(key);
+      if (head.size === 0 || head.size > BUCKET_CAP) continue;
+      for (let node = head.node; node >= 0; ) {
+        const block = Math.floor(node / NODE_BLOCK);
+        const at = (this.#owners[block] as Int32Array)[node % NODE_BLOCK] as number;
+        if ((counts[at] as number)++ === 0) touched.push(at);
+        node = (this.#previous[block] as Int32Array)[node % NODE_BLOCK] as number;
+      }
     }
     const self = this.#byId.get(probe.id);
     // the SHORTLIST sharing most keys: grouped by how many they share (at most 16), most first
@@ -153,10 +234,10 @@ export class CandidateIndex {
         shortlist.push(at);
       }
     }
-    const vectors = this.#vectors;
     const scored = shortlist.map((at) => {
-      const base = 2 * VECTOR * at;
-      const prescore = Math.max(dotAt(probe.content, vectors, base), dotAt(probe.frame, vectors, base + VECTOR));
+      const block = this.#vectors[Math.floor(at / BLOCK)] as Int8Array;
+      const base = 2 * VECTOR * (at % BLOCK);
+      const prescore = Math.max(dotAt(probe.content, block, base), dotAt(probe.frame, block, base + VECTOR));
       return { id: this.#ids[at] as string, prescore: prescore / PRESCORE_UNIT };
     });
     scored.sort((a, b) => b.prescore - a.prescore);

@@ -1,5 +1,4 @@
 import { inflateSync } from 'node:zlib';
-import sharp from 'sharp';
 import type { Grey } from './canonical.ts';
 
 /** At most this many pixels on the long side are read; a photo's near-duplicates show at that size. */
@@ -119,6 +118,8 @@ export function decodeSmallPng(bytes: Buffer): Grey | undefined {
 export async function decodeGrey(bytes: Buffer, maxPixels: number): Promise<Grey> {
   const small = decodeSmallPng(bytes);
   if (small) return small;
+  // loaded on first use: a worker that only sees small PNGs never maps libvips (tens of MB of RSS)
+  const { default: sharp } = await import('sharp');
   const { data, info } = await sharp(bytes, { limitInputPixels: maxPixels })
     .rotate()
     .flatten({ background: '#ffffff' })

@@ -1,5 +1,3 @@
-import sharp from 'sharp';
-
 /** The number of 16-bit bands a hash is cut into for the multi-index search (see bandOf). */
 export const BANDS = 4;
 
@@ -45,6 +43,7 @@ export function dhashOfPixels(pixels: ArrayLike<number>): bigint {
  * to 9x8 greyscale (Lanczos, from the fully decoded picture). Throws whatever sharp throws for data it cannot decode.
  */
 export async function dhash(input: string | Buffer, maxPixels: number): Promise<bigint> {
+  const { default: sharp } = await import('sharp');
   const { data, info } = await sharp(input, { limitInputPixels: maxPixels })
     .rotate()
     .flatten({ background: '#ffffff' })
