@@ -1,5 +1,5 @@
 import { SIDE, type Signature, signatureKeys } from './signature.ts';
-import { detail } from './verify.ts';
+import { detailOf } from './verify.ts';
 
 /** A key shared by more images than this says little about any of them, and is not followed. */
 export const BUCKET_CAP = 1000;
@@ -22,7 +22,7 @@ const SMALL = SIDE / 2;
  * them is their detail correlation without shifts, a cheap first guess of the full score.
  */
 export function prescoreVector(view: Uint8Array): Int8Array {
-  const full = detail(view, SIDE);
+  const full = detailOf(view);
   const small = new Float32Array(SMALL * SMALL);
   let mean = 0;
   for (let y = 0; y < SMALL; y++) {
@@ -86,8 +86,9 @@ function dotAt(a: Int8Array, arena: Int8Array, offset: number): number {
   return sum;
 }
 
-/** Bucket nodes per block of the node arrays. */
-const NODE_BLOCK = 1 << 16;
+/** Bucket nodes per block of the node arrays: 2^NODE_BITS. */
+const NODE_BITS = 16;
+const NODE_MASK = (1 << NODE_BITS) - 1;
 
 /**
  * The buckets' heads: an open-addressing hash table from key (under 2^20) to the bucket's last node
@@ -161,9 +162,11 @@ export class CandidateIndex {
   readonly #ids: string[] = [];
   readonly #byId = new Map<string, number>();
   readonly #heads = new Heads();
-  /** Node n: the image it stands for and the node before it in its bucket (-1: none). */
-  readonly #owners: Int32Array[] = [];
-  readonly #previous: Int32Array[] = [];
+  /**
+   * Node n, in block n >> NODE_BITS at 2 * (n & NODE_MASK): the image it stands for, then the node
+   * before it in its bucket (-1: none).
+   */
+  readonly #nodeBlocks: Int32Array[] = [];
   #nodes = 0;
   /** Both vectors of image i, content then frame, at 2 * VECTOR * (i % BLOCK) in block i / BLOCK. */
   readonly #vectors: Int8Array[] = [];
@@ -187,13 +190,10 @@ export class CandidateIndex {
     this.#byId.set(entry.id, at);
     for (const key of entry.keys) {
       const node = this.#nodes++;
-      if (node % NODE_BLOCK === 0) {
-        this.#owners.push(new Int32Array(NODE_BLOCK));
-        this.#previous.push(new Int32Array(NODE_BLOCK));
-      }
-      const block = Math.floor(node / NODE_BLOCK);
-      (this.#owners[block] as Int32Array)[node % NODE_BLOCK] = at;
-      (this.#previous[block] as Int32Array)[node % NODE_BLOCK] = this.#heads.push(key, node);
+      if ((node & NODE_MASK) === 0) this.#nodeBlocks.push(new Int32Array(2 << NODE_BITS));
+      const block = this.#nodeBlocks[node >>> NODE_BITS] as Int32Array;
+      block[2 * (node & NODE_MASK)] = at;
+      block[2 * (node & NODE_MASK) + 1] = this.#heads.push(key, node);
     }
     if (this.#counts.length < this.#ids.length) {
       const counts = new Uint16Array(this.#counts.length * 2);
@@ -213,11 +213,13 @@ export class CandidateIndex {
     for (const key of probe.keys) {
       const head = this.#heads.get(key);
       if (head.size === 0 || head.size > BUCKET_CAP) continue;
+      const blocks = this.#nodeBlocks;
       for (let node = head.node; node >= 0; ) {
-        const block = Math.floor(node / NODE_BLOCK);
-        const at = (this.#owners[block] as Int32Array)[node % NODE_BLOCK] as number;
+        const block = blocks[node >>> NODE_BITS] as Int32Array;
+        const slot = 2 * (node & NODE_MASK);
+        const at = block[slot] as number;
         if ((counts[at] as number)++ === 0) touched.push(at);
-        node = (this.#previous[block] as Int32Array)[node % NODE_BLOCK] as number;
+        node = block[slot + 1] as number;
       }
     }
     const self = this.#byId.get(probe.id);

@@ -466,7 +466,7 @@ function halfDetailOf(view: Uint8Array): Float32Array {
 }
 
 /** A view's detail, kept with the view for as long as it lives: an image is compared with several others. */
-function detailOf(view: Uint8Array): Float32Array {
+export function detailOf(view: Uint8Array): Float32Array {
   let found = details.get(view);
   if (!found) {
     found = detail(view);
