@@ -57,6 +57,8 @@ const RESTART_MS = 1000;
 const LINGER_MS = 20;
 /** Batches handled at once: one is analysed while the one before is written. */
 const BATCHES_IN_FLIGHT = 2;
+/** How long a pull request waits on the server (decision 0112). */
+const PULL_EXPIRES_MS = 5000;
 
 /** The event in a message body, or undefined when the body is not one (a message no delivery will fix). */
 export function parseEvent(data: Uint8Array): EventMessage | undefined {
@@ -196,8 +198,13 @@ export class EventConsumer {
         await this.#ensureConsumer(nc);
         const consumer = await nc.jetstream().consumers.get(this.#settings.stream, this.#settings.durable);
         if (signal.aborted) break;
-        // two batches on their way: one is handled while the next arrives
-        this.#messages = await consumer.consume({ max_messages: this.#settings.batchSize * BATCHES_IN_FLIGHT });
+        // two batches on their way: one is handled while the next arrives. Pull requests expire
+        // every PULL_EXPIRES_MS (heartbeats at half that), so one lost with a stream leader that
+        // died is noticed and made again within seconds, not the half minute of the default
+        this.#messages = await consumer.consume({
+          max_messages: this.#settings.batchSize * BATCHES_IN_FLIGHT,
+          expires: PULL_EXPIRES_MS,
+        });
         this.#ready = true;
         this.#log.info({ stream: this.#settings.stream, consumer: this.#settings.durable }, 'consuming image events');
         for await (const msg of this.#messages) {
