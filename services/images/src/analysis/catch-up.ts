@@ -5,8 +5,8 @@ import type { AnalysisStore } from '../db/analysis.ts';
 import { type Task, unhurriedStart } from '../maintenance.ts';
 import type { Analyser } from './analyse.ts';
 
-/** Images taken per query. */
-const CATCH_UP_BATCH = 100;
+/** Images taken per query and analysed as one batch, as the consumer's batches are by default. */
+const CATCH_UP_BATCH = 256;
 /** Batches per run at most, so a run (and a shutdown waiting for it) stays short. */
 const BATCHES_PER_RUN = 10;
 
