@@ -177,11 +177,6 @@ export class CandidateIndex {
     return this.#ids.length;
   }
 
-  /** Whether it holds the image. */
-  has(id: string): boolean {
-    return this.#byId.has(id);
-  }
-
   /** Adds an image; adding one it holds already changes nothing. */
   add(entry: IndexEntry): void {
     if (this.#byId.has(entry.id)) return;

@@ -168,9 +168,13 @@ function clampAffine(m: Affine, side: number): Affine {
   };
 }
 
-/** The picture sampled through the map (bilinear, edges repeated outside): out(x, y) = picture(m(x, y)). */
-function warp(picture: ArrayLike<number>, side: number, m: Affine): Float32Array {
-  const out = new Float32Array(side * side);
+/**
+ * Where each pixel of a side x side picture samples through the map (bilinear, edges repeated
+ * outside): pixel i reads the 2x2 block at `at[i]` (its top-left index) with the weights
+ * `weights[4i..4i+3]` (top-left, top-right, bottom-left, bottom-right). Filled into the arrays
+ * given, so the alignment's steps allocate nothing.
+ */
+function mapTaps(m: Affine, side: number, at: Int32Array, weights: Float64Array): void {
   const centre = (side - 1) / 2;
   for (let y = 0; y < side; y++) {
     const v = y - centre;
@@ -182,12 +186,35 @@ function warp(picture: ArrayLike<number>, side: number, m: Affine): Float32Array
       const y0 = Math.min(side - 2, Math.floor(py));
       const fx = px - x0;
       const fy = py - y0;
-      const at = y0 * side + x0;
-      out[y * side + x] =
-        ((picture[at] as number) * (1 - fx) + (picture[at + 1] as number) * fx) * (1 - fy) +
-        ((picture[at + side] as number) * (1 - fx) + (picture[at + side + 1] as number) * fx) * fy;
+      const i = y * side + x;
+      at[i] = y0 * side + x0;
+      weights[4 * i] = (1 - fx) * (1 - fy);
+      weights[4 * i + 1] = fx * (1 - fy);
+      weights[4 * i + 2] = (1 - fx) * fy;
+      weights[4 * i + 3] = fx * fy;
     }
   }
+}
+
+/** Pixel i of a picture sampled through taps made by mapTaps. */
+function sampleAt(picture: ArrayLike<number>, side: number, at: Int32Array, weights: Float64Array, i: number): number {
+  const a = at[i] as number;
+  return (
+    (picture[a] as number) * (weights[4 * i] as number) +
+    (picture[a + 1] as number) * (weights[4 * i + 1] as number) +
+    (picture[a + side] as number) * (weights[4 * i + 2] as number) +
+    (picture[a + side + 1] as number) * (weights[4 * i + 3] as number)
+  );
+}
+
+/** The picture sampled through the map: out(x, y) = picture(m(x, y)). */
+function warp(picture: ArrayLike<number>, side: number, m: Affine): Float32Array {
+  const n = side * side;
+  const at = new Int32Array(n);
+  const weights = new Float64Array(4 * n);
+  mapTaps(m, side, at, weights);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = sampleAt(picture, side, at, weights, i);
   return out;
 }
 
@@ -286,8 +313,11 @@ function align(t: Float32Array, b: Float32Array, side: number, start: Affine, it
   const ri = new Float64Array(6);
   const rs = new Float64Array(6);
   const row = new Float64Array(6);
+  const at = new Int32Array(n);
+  const weights = new Float64Array(4 * n);
   for (let iteration = 0; iteration < iterations; iteration++) {
-    // one pass: the picture and its gradients sampled through the map, and every sum the step needs
+    // the taps of the map, then one pass: the picture and its gradients sampled through them, and
+    // every sum the step needs
     h.fill(0);
     rt.fill(0);
     ri.fill(0);
@@ -295,37 +325,16 @@ function align(t: Float32Array, b: Float32Array, side: number, start: Affine, it
     let si = 0;
     let sii = 0;
     let sti = 0;
+    mapTaps(m, side, at, weights);
     for (let y = 0; y < side; y++) {
       const v = y - centre;
       for (let x = 0; x < side; x++) {
         const u = x - centre;
-        const px = Math.min(side - 1, Math.max(0, m.a * u + m.b * v + m.tx + centre));
-        const py = Math.min(side - 1, Math.max(0, m.c * u + m.d * v + m.ty + centre));
-        const x0 = Math.min(side - 2, Math.floor(px));
-        const y0 = Math.min(side - 2, Math.floor(py));
-        const fx = px - x0;
-        const fy = py - y0;
-        const w00 = (1 - fx) * (1 - fy);
-        const w01 = fx * (1 - fy);
-        const w10 = (1 - fx) * fy;
-        const w11 = fx * fy;
-        const at = y0 * side + x0;
-        const iv =
-          (b[at] as number) * w00 +
-          (b[at + 1] as number) * w01 +
-          (b[at + side] as number) * w10 +
-          (b[at + side + 1] as number) * w11;
-        const dx =
-          (gx[at] as number) * w00 +
-          (gx[at + 1] as number) * w01 +
-          (gx[at + side] as number) * w10 +
-          (gx[at + side + 1] as number) * w11;
-        const dy =
-          (gy[at] as number) * w00 +
-          (gy[at + 1] as number) * w01 +
-          (gy[at + side] as number) * w10 +
-          (gy[at + side + 1] as number) * w11;
-        const tv = (t[y * side + x] as number) - meanT;
+        const i = y * side + x;
+        const iv = sampleAt(b, side, at, weights, i);
+        const dx = sampleAt(gx, side, at, weights, i);
+        const dy = sampleAt(gy, side, at, weights, i);
+        const tv = (t[i] as number) - meanT;
         si += iv;
         sii += iv * iv;
         sti += tv * iv;
