@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { forEachLimit } from '../concurrency.ts';
-import type { AnalysisStore, EventRecord } from '../db/analysis.ts';
+import type { AnalysisStore, EventRecord, PairRecord } from '../db/analysis.ts';
 import type { Store } from '../storage/store.ts';
 import { type Finalist, type IndexEntry, indexEntry } from './candidates.ts';
 import { DatasetIndexes } from './indexes.ts';
@@ -110,10 +110,12 @@ export class Analyser {
           }),
         );
       }
+      const pairs = new Map(signed.map((item) => [item.event.imageId, [] as PairRecord[]]));
       for (const item of signed) {
-        records.push({ ...item.event, outcome: { status: 'done', hash: item.analysis.hash, pairs: [] } });
+        const found = pairs.get(item.event.imageId) as PairRecord[];
+        records.push({ ...item.event, outcome: { status: 'done', hash: item.analysis.hash, pairs: found } });
       }
-      await this.#pair(signed, records);
+      await this.#pair(signed, pairs);
     }
     const marked = records.length ? await this.#db.record(this.#consumer, records) : new Set<string>();
     for (const r of records) {
@@ -130,8 +132,8 @@ export class Analyser {
     });
   }
 
-  /** Finds and verifies each signed image's near-duplicates, filling in the pairs of its record. */
-  async #pair(signed: Signed[], records: EventRecord[]): Promise<void> {
+  /** Finds and verifies each signed image's near-duplicates, into its list in `pairs` (its record's). */
+  async #pair(signed: Signed[], pairs: Map<string, PairRecord[]>): Promise<void> {
     const finalists = new Map<string, Finalist[]>();
     for (const dataset of new Set(signed.map((item) => item.dataset))) {
       const index = await this.#indexes.current(dataset);
@@ -144,8 +146,7 @@ export class Analyser {
     const stored = await this.#db.signatures(wanted);
     const others = new Map([...stored].map(([id, bytes]) => [id, unpackSignature(bytes)]));
     for (const item of signed) {
-      const outcome = records.find((r) => r.imageId === item.event.imageId)?.outcome;
-      if (outcome?.status !== 'done') continue;
+      const found = pairs.get(item.event.imageId) as PairRecord[];
       const present = (finalists.get(item.event.imageId) ?? []).flatMap((finalist) => {
         const other = others.get(finalist.id);
         return other ? [{ id: finalist.id, other }] : [];
@@ -157,7 +158,7 @@ export class Analyser {
       present.forEach(({ id, other }, i) => {
         const score = scores[i] as number;
         if (score < PAIR_FLOOR) return;
-        outcome.pairs.push({ otherId: id, score, distance: hashDistance(item.analysis.signature, other) });
+        found.push({ otherId: id, score, distance: hashDistance(item.analysis.signature, other) });
       });
     }
   }
